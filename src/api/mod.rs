@@ -1,0 +1,79 @@
+//! The HTTP API (axum): health, readiness and metrics without auth; everything under `/api/v1`
+//! behind bearer tokens. The router is built apart from the server so tests can drive it.
+
+pub mod auth;
+pub mod error;
+mod recordings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+pub use error::ApiError;
+
+use crate::catalog::Catalog;
+use crate::metrics::Metrics;
+use crate::store::ObjectStore;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The catalog.
+    pub catalog: Arc<dyn Catalog>,
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Metrics to render.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/recordings", get(recordings::list))
+        .route("/recordings/{id}", get(recordings::get_one))
+        .route("/recordings/{id}/original", get(recordings::original))
+        .route("/recordings/{id}/custody", get(recordings::custody))
+        .fallback(|| async { ApiError::NotFound });
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Ready when the catalog and the store answer.
+async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
+    let (catalog, store) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), st.catalog.ping()),
+        tokio::time::timeout(Duration::from_secs(5), st.store.check())
+    );
+    let c = match catalog {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".into(),
+    };
+    let s = match store {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("{} timed out", st.store.describe()),
+    };
+    let status = if c == "ok" && s == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(serde_json::json!({"catalog": c, "store": s})))
+}
+
+async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    if let Ok(d) = st.catalog.queue_depth().await {
+        st.metrics.jobs_queued.set(d.queued);
+        st.metrics.jobs_running.set(d.running);
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], st.metrics.render())
+}

@@ -1,0 +1,219 @@
+//! Recording routes: search with cursor paging, one recording, its custody events, and the
+//! original's bytes with single/suffix Range, strong ETag, `Repr-Digest` and `Content-Digest`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+use super::auth::Caller;
+use super::{ApiError, AppState};
+use crate::catalog::{Recording, RecordingFilter};
+
+const FILTER_KEYS: [&str; 11] =
+    ["officer", "device", "unit", "case", "category", "from", "to", "state", "needs_review", "limit", "cursor"];
+
+fn parse_time(key: &str, v: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.timestamp_micros())
+        .map_err(|_| ApiError::bad("invalid_parameter", format!("{key}: expected an RFC 3339 time, got {v:?}")))
+}
+
+/// Parses the search query into a filter.
+fn filter_from(q: &HashMap<String, String>) -> Result<RecordingFilter, ApiError> {
+    if let Some(k) = q.keys().find(|k| !FILTER_KEYS.contains(&k.as_str())) {
+        return Err(ApiError::bad("unknown_parameter", format!("unknown parameter {k:?}")));
+    }
+    let s = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
+    let mut f = RecordingFilter {
+        officer: s("officer"),
+        device: s("device"),
+        unit: s("unit").map(|u| u.trim_end_matches('/').to_string()),
+        case: s("case"),
+        category: s("category"),
+        state: s("state"),
+        limit: 50,
+        ..Default::default()
+    };
+    if let Some(v) = s("from") {
+        f.from = Some(parse_time("from", &v)?);
+    }
+    if let Some(v) = s("to") {
+        f.to = Some(parse_time("to", &v)?);
+    }
+    if let Some(v) = s("needs_review") {
+        f.needs_review = Some(match v.as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(ApiError::bad("invalid_parameter", "needs_review: expected true or false")),
+        });
+    }
+    if let Some(v) = s("limit") {
+        f.limit = v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::bad("invalid_parameter", "limit: expected an integer from 1 to 500"))?;
+    }
+    if let Some(v) = s("cursor") {
+        f.after = Some(decode_cursor(&v).ok_or_else(|| ApiError::bad("invalid_cursor", "cursor: not a cursor from next_cursor"))?);
+    }
+    Ok(f)
+}
+
+fn encode_cursor(r: &Recording) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", r.sort_at, r.id))
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, String)> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
+    let (t, id) = raw.split_once(':')?;
+    Some((t.parse().ok()?, id.to_string()))
+}
+
+/// `GET /api/v1/recordings`.
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut f = filter_from(&q)?;
+    caller.scope(&mut f)?;
+    let items = st.catalog.list_recordings(&f).await?;
+    let next = (items.len() as i64 == f.limit).then(|| items.last().map(encode_cursor)).flatten();
+    Ok(Json(serde_json::json!({"items": items, "next_cursor": next})))
+}
+
+/// Loads a recording the caller may see, or 404.
+async fn visible(st: &AppState, caller: &Caller, id: &str) -> Result<Recording, ApiError> {
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(ApiError::NotFound);
+    }
+    let r = st.catalog.recording(id).await?;
+    if !caller.may_see(r.officer.as_deref(), r.unit.as_deref()) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(r)
+}
+
+/// `GET /api/v1/recordings/{id}`.
+pub async fn get_one(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Recording>, ApiError> {
+    Ok(Json(visible(&st, &caller, &id).await?))
+}
+
+/// `GET /api/v1/recordings/{id}/custody`.
+pub async fn custody(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = visible(&st, &caller, &id).await?;
+    let events = st.catalog.custody_events(Some(&r.id), 0, 10_000).await?;
+    Ok(Json(serde_json::json!({"items": events})))
+}
+
+fn content_type(ext: &str) -> &'static str {
+    match ext {
+        "mp4" | "m4v" => "video/mp4",
+        "mov" => "video/quicktime",
+        "avi" => "video/x-msvideo",
+        "mkv" => "video/x-matroska",
+        "wav" => "audio/wav",
+        "m4a" => "audio/mp4",
+        "mp3" => "audio/mpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The byte range a request asks for: `None` = the whole object.
+fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    // Unparseable or multi-range requests get the whole object (a server may ignore Range).
+    let Ok(parsed) = http_range_header::parse_range_header(raw) else { return Ok(None) };
+    match parsed.validate(size) {
+        Ok(ranges) if ranges.len() == 1 => {
+            let r = &ranges[0];
+            Ok(Some((*r.start(), r.end() - r.start() + 1)))
+        }
+        Ok(_) => Ok(None),
+        Err(_) => Err(ApiError::RangeNotSatisfiable(size)),
+    }
+}
+
+/// `GET /api/v1/recordings/{id}/original`.
+pub async fn original(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    caller.require(&["supervisor", "archivist", "auditor"])?;
+    let r = visible(&st, &caller, &id).await?;
+    let size = r.size as u64;
+    let etag = format!("\"{}\"", r.sha256);
+    let digest = format!("sha-256=:{}:", STANDARD.encode(hex::decode(&r.sha256).unwrap_or_default()));
+    let mut h = HeaderMap::new();
+    let hv = |s: &str| HeaderValue::from_str(s).map_err(|e| ApiError::Internal(e.to_string()));
+    h.insert(header::ETAG, hv(&etag)?);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert("repr-digest", hv(&digest)?);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&r.extension)));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    let disposition = format!("attachment; filename*=UTF-8''{}", pct_encode(&r.original_name));
+    h.insert(header::CONTENT_DISPOSITION, hv(&disposition)?);
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+    }
+    // If-Range with another validator: send the whole object.
+    let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == etag);
+    let range = if if_range_ok { requested_range(&headers, size)? } else { None };
+    match range {
+        Some((start, len)) => {
+            let body = st.store.get(&r.object_key, Some((start, len))).await?;
+            h.insert(header::CONTENT_RANGE, hv(&format!("bytes {}-{}/{}", start, start + len - 1, size))?);
+            h.insert(header::CONTENT_LENGTH, hv(&len.to_string())?);
+            Ok((StatusCode::PARTIAL_CONTENT, h, Body::from_stream(body)).into_response())
+        }
+        None => {
+            let body = st.store.get(&r.object_key, None).await?;
+            h.insert("content-digest", hv(&digest)?);
+            h.insert(header::CONTENT_LENGTH, hv(&size.to_string())?);
+            Ok((StatusCode::OK, h, Body::from_stream(body)).into_response())
+        }
+    }
+}
+
+/// RFC 5987 percent-encoding for `filename*`.
+fn pct_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(requested_range(&hdr("bytes=0-9"), 100).unwrap(), Some((0, 10)));
+        assert_eq!(requested_range(&hdr("bytes=90-"), 100).unwrap(), Some((90, 10)));
+        assert_eq!(requested_range(&hdr("bytes=-5"), 100).unwrap(), Some((95, 5)));
+        assert_eq!(requested_range(&hdr("bytes=0-1,5-6"), 100).unwrap(), None);
+        assert_eq!(requested_range(&hdr("garbage"), 100).unwrap(), None);
+        assert!(matches!(requested_range(&hdr("bytes=100-"), 100), Err(ApiError::RangeNotSatisfiable(100))));
+    }
+
+    #[test]
+    fn cursor_round_trip_and_bad_params() {
+        let c = URL_SAFE_NO_PAD.encode("123:abc");
+        assert_eq!(decode_cursor(&c), Some((123, "abc".into())));
+        assert!(decode_cursor("!!").is_none());
+        let q: HashMap<String, String> = [("limit".to_string(), "0".to_string())].into();
+        assert!(filter_from(&q).is_err());
+        let q: HashMap<String, String> = [("evil".to_string(), "1".to_string())].into();
+        assert!(filter_from(&q).is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! Builds the components from the config and runs the daemon: catalog (created and migrated),
+//! store, the start-up multipart sweep, the ingest loops, the job worker and the API, with one
+//! shutdown signal. Talks to systemd (READY, STATUS, WATCHDOG) when started by it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{self, Catalog};
+use crate::config::{Config, LogFormat};
+use crate::ingest::{DockCtx, Ingestor, runner};
+use crate::jobs::{self, JobHandler, JobWorker};
+use crate::metrics::Metrics;
+use crate::store::{self, ObjectStore};
+
+/// In-flight uploads get this long after SIGTERM before they are abandoned to the journal
+/// (the contract says the daemon stops within 10 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
+
+/// Sets up logging (human or JSON) once per process.
+pub fn init_logging(cfg: &Config, json_flag: bool) {
+    let filter = std::env::var("RUST_LOG").ok().or_else(|| cfg.log.filter.clone()).unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json_flag || cfg.log.format == LogFormat::Json {
+        let _ = b.json().try_init();
+    } else {
+        let _ = b.try_init();
+    }
+}
+
+/// Opens the catalog, saying which one failed and where.
+pub async fn open_catalog(cfg: &Config) -> anyhow::Result<Arc<dyn Catalog>> {
+    catalog::open(&cfg.catalog.url, cfg.catalog.max_connections)
+        .await
+        .with_context(|| format!("cannot open the catalog at {} (catalog.url in {})", catalog::redact(&cfg.catalog.url), cfg.source))
+}
+
+/// Opens the store, saying which one failed.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    store::open(&cfg.store).await.with_context(|| format!("cannot open the object store ([store] in {})", cfg.source))
+}
+
+/// Builds the ingest pipeline for `node`.
+pub fn ingestor(cfg: &Config, catalog: Arc<dyn Catalog>, store: Arc<dyn ObjectStore>, metrics: Arc<Metrics>, node: String) -> Arc<Ingestor> {
+    Arc::new(Ingestor { catalog, store, node, metrics, backoff: cfg.ingest.backoff, max_backoff: cfg.ingest.max_backoff })
+}
+
+/// The systemd notification socket, taken out of the environment at start so that child
+/// processes (media workers) never inherit it.
+#[derive(Clone, Default)]
+struct Notifier(Option<std::ffi::OsString>);
+
+impl Notifier {
+    fn take_from_env() -> Self {
+        let sock = std::env::var_os("NOTIFY_SOCKET");
+        if sock.is_some() {
+            // SAFETY: called at the top of `run`, before this process spawns anything that
+            // reads the environment.
+            unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+        }
+        Notifier(sock)
+    }
+
+    fn send(&self, state: &[sd_notify::NotifyState]) {
+        if let Some(sock) = &self.0 {
+            send_notify(sock, state);
+        }
+    }
+}
+
+/// Opens the catalog, retrying while it is unreachable (the unit stays "activating" and says why).
+async fn open_catalog_patiently(cfg: &Config, stop: &CancellationToken, sd: &Notifier) -> anyhow::Result<Arc<dyn Catalog>> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match open_catalog(cfg).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                let transient = e.downcast_ref::<catalog::CatalogError>().is_some_and(|c| c.is_transient());
+                if !transient {
+                    return Err(e);
+                }
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "catalog unreachable; waiting");
+                sd.send(&[sd_notify::NotifyState::Status(&format!("waiting for catalog: {e:#}"))]);
+                tokio::select! {
+                    _ = stop.cancelled() => anyhow::bail!("stopped while waiting for the catalog"),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `evidenced run`.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(true, &mut watchdog_usec).then(|| Duration::from_micros(watchdog_usec));
+    let sd = Notifier::take_from_env();
+
+    let stop = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
+    {
+        let (stop, hard_stop) = (stop.clone(), hard_stop.clone());
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested; finishing in-flight uploads");
+            stop.cancel();
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            hard_stop.cancel();
+        });
+    }
+
+    let catalog = open_catalog_patiently(&cfg, &stop, &sd).await?;
+    let store = open_store(&cfg).await?;
+    let node = cfg.node.id.clone();
+    match store.sweep_uploads(&store::node_prefix(&node)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(aborted = n, "aborted stray multipart uploads of this node"),
+        Err(e) => tracing::warn!(error = %e, "cannot sweep stray uploads now; journaled ones are aborted on retry"),
+    }
+    let metrics = Arc::new(Metrics::new());
+    let ingestor = ingestor(&cfg, catalog.clone(), store.clone(), metrics.clone(), node.clone());
+
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (api.listen in {})", cfg.api.listen, cfg.source))?;
+    tracing::info!(listen = %cfg.api.listen, catalog = catalog.backend(), store = %store.describe(), node = %node, "evidenced running");
+
+    let docks: Vec<Arc<DockCtx>> = cfg.dock.iter().cloned().map(|d| Arc::new(DockCtx::new(d))).collect();
+    let mut tasks = runner::start(ingestor, docks, &cfg.ingest, stop.clone(), hard_stop.clone());
+
+    let mut handlers: HashMap<&'static str, Arc<dyn JobHandler>> = HashMap::new();
+    handlers.insert(jobs::DELETE_REDUNDANT, Arc::new(jobs::DeleteRedundant { store: store.clone() }));
+    let worker = JobWorker { catalog: catalog.clone(), owner: node.clone(), handlers, lease: Duration::from_secs(60), backoff: Duration::from_secs(5) };
+    tasks.push(tokio::spawn(jobs::run_worker(Box::new(worker), stop.clone(), Duration::from_secs(2))));
+
+    let app = crate::api::router(crate::api::AppState { catalog: catalog.clone(), store: store.clone(), metrics });
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+                tracing::error!(error = %e, "API server failed");
+            }
+        })
+    };
+
+    sd.send(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("running")]);
+    if let Some(every) = watchdog {
+        let stop = stop.clone();
+        let sd = sd.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(every / 2) => sd.send(&[sd_notify::NotifyState::Watchdog]),
+                }
+            }
+        }));
+    }
+
+    stop.cancelled().await;
+    sd.send(&[sd_notify::NotifyState::Stopping]);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Sends a notification to an explicit socket (the variable is gone from our environment).
+fn send_notify(sock: &std::ffi::OsStr, state: &[sd_notify::NotifyState]) {
+    use std::os::unix::net::UnixDatagram;
+    let msg: String = state.iter().map(|s| format!("{s}\n")).collect();
+    let path = sock.as_encoded_bytes();
+    let Ok(d) = UnixDatagram::unbound() else { return };
+    let res = if let Some(abs) = path.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abs).and_then(|a| d.send_to_addr(msg.as_bytes(), &a))
+    } else {
+        d.send_to(msg.as_bytes(), std::path::Path::new(sock))
+    };
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "systemd notify failed");
+    }
+}

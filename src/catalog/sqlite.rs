@@ -1,0 +1,56 @@
+//! The SQLite catalog (the station default): one file, WAL, `synchronous = FULL`, and
+//! `BEGIN IMMEDIATE` for every read-then-write transaction, since the daemon and a CLI command
+//! may write at once.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+
+use super::Result;
+
+/// Catalog on SQLite.
+pub struct SqliteCatalog {
+    /// The connection pool.
+    pool: SqlitePool,
+}
+
+impl SqliteCatalog {
+    const BACKEND: &'static str = "sqlite";
+    /// SQLite locks the whole database for writers, so claims need no row-locking clause.
+    const SKIP_LOCKED: &'static str = "";
+
+    /// Opens the database file (creating it and its directory) and runs migrations.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let path = opts.get_filename().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| sqlx::Error::Io(e))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// A write transaction holding the database write lock (and so the custody chain head).
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A transaction for claiming a job.
+    async fn claim_tx(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.write_tx().await
+    }
+}
+
+super::sql::impl_catalog!(SqliteCatalog, Sqlite);

@@ -1,0 +1,568 @@
+//! Typed configuration: built-in defaults, then the TOML file, then `EVIDENCED__SECTION__KEY`
+//! environment overrides, then validation. Every error names the key and the file it came from,
+//! because an operator fixing a broken config at 3 a.m. needs to know exactly what to change.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The embedded default configuration (SQLite + `fs` store under `./var`).
+pub const DEFAULT_TOML: &str = include_str!("../config/evidenced.toml");
+
+/// Prefix of environment variables that override config keys.
+const ENV_PREFIX: &str = "EVIDENCED__";
+
+/// Everything that can go wrong while loading the config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {file}: cannot read: {source}")]
+    Read {
+        /// Which file.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {file}: invalid TOML: {message}")]
+    Syntax {
+        /// Which file.
+        file: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key has a value of the wrong type or an unknown key was given.
+    #[error("config file {file}: key `{key}`: {message}")]
+    Key {
+        /// Which file (or environment variable) the bad value came from.
+        file: String,
+        /// Dotted path of the key, e.g. `dock[0].settle`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// The whole configuration of one node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity of this node (journal rows, job leases and multipart uploads carry it).
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// Where the catalog lives.
+    pub catalog: CatalogConfig,
+    /// Where archived objects live.
+    pub store: StoreConfig,
+    /// Dock roots this node watches.
+    #[serde(default)]
+    pub dock: Vec<DockConfig>,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Ingest tuning.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Optional RFC 3161 time-stamping authority (used by a later issue; accepted now).
+    #[serde(default)]
+    pub tsa: Option<toml::Value>,
+    /// Retention rules (used by a later issue; accepted now).
+    #[serde(default)]
+    pub retention: Option<toml::Value>,
+    /// Media derivation (used by a later issue; accepted now).
+    #[serde(default)]
+    pub media: Option<toml::Value>,
+    /// Custody log settings (used by a later issue; accepted now).
+    #[serde(default)]
+    pub custody: Option<toml::Value>,
+    /// The file the config came from, for messages.
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// `[node]`: this process's identity in a cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Stable node id; defaults to the host name. Must be unique among nodes sharing a catalog.
+    #[serde(default = "default_node_id")]
+    pub id: String,
+    /// Directory for local state (temporary copies, keys).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { id: default_node_id(), state_dir: default_state_dir() }
+    }
+}
+
+fn default_node_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("var/state")
+}
+
+/// `[catalog]`: the relational catalog.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// `sqlite://path` or `postgres://user@host/db`.
+    pub url: String,
+    /// Maximum pooled connections.
+    #[serde(default = "default_pool")]
+    pub max_connections: u32,
+}
+
+fn default_pool() -> u32 {
+    8
+}
+
+/// `[store]`: the object store for originals, manifests and derivatives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `fs` or `s3`.
+    pub kind: StoreKind,
+    /// Root directory (`fs`).
+    pub path: Option<PathBuf>,
+    /// Bucket name (`s3`).
+    pub bucket: Option<String>,
+    /// Key prefix, so several deployments can share a bucket (`s3`).
+    #[serde(default)]
+    pub prefix: String,
+    /// Endpoint URL of an S3-compatible server; AWS when absent (`s3`).
+    pub endpoint: Option<String>,
+    /// Region (`s3`); many S3-compatible servers want a fixed one, e.g. `garage`.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Path-style addressing (`http://host/bucket/key`), needed by most self-hosted servers.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Object Lock mode (a later issue enforces it): `off`, `governance`, `compliance`.
+    #[serde(default = "default_lock")]
+    pub object_lock: String,
+    /// Files at least this large use multipart upload (`s3`).
+    #[serde(default = "default_multipart_threshold")]
+    pub multipart_threshold: u64,
+    /// Smallest part size; grown with the file so 10 000 parts always suffice (`s3`).
+    #[serde(default = "default_part_size")]
+    pub part_size: u64,
+    /// Parts uploaded concurrently (`s3`); each in-flight part holds one part in memory.
+    #[serde(default = "default_parts_in_flight")]
+    pub parts_in_flight: usize,
+    /// Access key id; else `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// Secret key; prefer `secret_access_key_file` or `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<String>,
+    /// File holding the secret key (e.g. a systemd credential).
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+/// Which store implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A local directory.
+    Fs,
+    /// An S3-compatible object store.
+    S3,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_lock() -> String {
+    "off".into()
+}
+fn default_multipart_threshold() -> u64 {
+    16 << 20
+}
+fn default_part_size() -> u64 {
+    8 << 20
+}
+fn default_parts_in_flight() -> usize {
+    3
+}
+
+/// `[[dock]]`: one dock root.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockConfig {
+    /// The root directory the dock station writes into.
+    pub path: PathBuf,
+    /// Name used in sightings and custody events; defaults to the path.
+    pub name: Option<String>,
+    /// Path patterns that attribute a recording from its name (see CONTRACT.md).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub pattern: Vec<String>,
+    /// IANA time zone of times written in file names.
+    #[serde(default = "default_tz")]
+    pub timezone: String,
+    /// Unit of recordings from this dock.
+    pub unit: Option<String>,
+    /// How long (device, inode, size, mtime, ctime) must stay unchanged before a file is taken.
+    #[serde(default = "default_settle", with = "humantime_serde_compat")]
+    pub settle: Duration,
+    /// `delete`, `keep` or `keep:7d`.
+    #[serde(default = "default_release")]
+    pub release: String,
+}
+
+fn default_tz() -> String {
+    "UTC".into()
+}
+fn default_settle() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_release() -> String {
+    "delete".into()
+}
+
+/// `[api]`: the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// `[ingest]`: scanning and upload tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// How often every dock is fully rescanned (the source of truth; inotify only speeds it up).
+    #[serde(default = "default_scan", with = "humantime_serde_compat")]
+    pub scan_interval: Duration,
+    /// Files ingested at once per node.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// First retry delay after a failed upload; doubles up to `max_backoff`.
+    #[serde(default = "default_backoff", with = "humantime_serde_compat")]
+    pub backoff: Duration,
+    /// Longest delay between retries.
+    #[serde(default = "default_max_backoff", with = "humantime_serde_compat")]
+    pub max_backoff: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            scan_interval: default_scan(),
+            concurrency: default_concurrency(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_scan() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_concurrency() -> usize {
+    2
+}
+fn default_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `evidenced=debug`; `RUST_LOG` wins when set.
+    pub filter: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal or the journal.
+    #[default]
+    Human,
+    /// One JSON object per line for log shippers.
+    Json,
+}
+
+/// How a dock copy is released once its archive is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Delete at once.
+    Delete,
+    /// Never delete.
+    Keep,
+    /// Delete after this long.
+    KeepFor(Duration),
+}
+
+impl DockConfig {
+    /// The parsed `release` policy (validated at load).
+    pub fn release_policy(&self) -> Release {
+        parse_release(&self.release).unwrap_or(Release::Keep)
+    }
+
+    /// The name used for this dock in sightings.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.path.display().to_string())
+    }
+}
+
+fn parse_release(s: &str) -> Option<Release> {
+    match s {
+        "delete" => Some(Release::Delete),
+        "keep" => Some(Release::Keep),
+        _ => {
+            let d = s.strip_prefix("keep:")?;
+            humantime::parse_duration(d).ok().map(Release::KeepFor)
+        }
+    }
+}
+
+/// serde glue: durations written as `"3s"`, `"7d"`.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl Config {
+    /// Loads the config: the file at `path` (or the embedded default when `path` is `None`),
+    /// then environment overrides, then validation.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (file, text) = match path {
+            Some(p) => {
+                let file = p.display().to_string();
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+                (file, text)
+            }
+            None => ("<embedded default>".to_string(), DEFAULT_TOML.to_string()),
+        };
+        Self::from_toml(&file, &text, std::env::vars())
+    }
+
+    /// Parses `text` (from `file`), applying overrides from `env`.
+    pub fn from_toml(
+        file: &str,
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax { file: file.into(), message: e.to_string() })?;
+        let mut overridden = Vec::new();
+        for (k, v) in env {
+            if let Some(rest) = k.strip_prefix(ENV_PREFIX) {
+                let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+                apply_override(&mut value, &path, &v).map_err(|message| ConfigError::Key {
+                    file: format!("environment variable {k}"),
+                    key: path.join("."),
+                    message,
+                })?;
+                overridden.push((path.join("."), k));
+            }
+        }
+        let de = value.clone();
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            // Name the environment variable when the bad key came from one.
+            let from = overridden
+                .iter()
+                .find(|(p, _)| key.replace('[', ".").replace(']', "") == *p)
+                .map(|(_, k)| format!("environment variable {k}"))
+                .unwrap_or_else(|| file.to_string());
+            ConfigError::Key { file: from, key, message: e.into_inner().message().to_string() }
+        })?;
+        cfg.source = file.to_string();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn key_err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Key { file: self.source.clone(), key: key.into(), message: message.into() }
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        let url = &self.catalog.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(self.key_err("catalog.url", format!("unsupported URL {url:?}: use sqlite://PATH or postgres://...")));
+        }
+        match self.store.kind {
+            StoreKind::Fs if self.store.path.is_none() => {
+                return Err(self.key_err("store.path", "required when store.kind = \"fs\""));
+            }
+            StoreKind::S3 if self.store.bucket.as_deref().unwrap_or("").is_empty() => {
+                return Err(self.key_err("store.bucket", "required when store.kind = \"s3\""));
+            }
+            _ => {}
+        }
+        if !matches!(self.store.object_lock.as_str(), "off" | "governance" | "compliance") {
+            return Err(self.key_err("store.object_lock", "must be \"off\", \"governance\" or \"compliance\""));
+        }
+        if self.store.part_size < 5 << 20 {
+            return Err(self.key_err("store.part_size", "must be at least 5 MiB (S3 minimum)"));
+        }
+        if self.store.parts_in_flight == 0 || self.store.parts_in_flight > 64 {
+            return Err(self.key_err("store.parts_in_flight", "must be between 1 and 64"));
+        }
+        if let Some(f) = &self.store.secret_access_key_file {
+            let secret = std::fs::read_to_string(f).map_err(|e| {
+                self.key_err("store.secret_access_key_file", format!("cannot read {}: {e}", f.display()))
+            })?;
+            self.store.secret_access_key = Some(secret.trim().to_string());
+        }
+        if self.ingest.concurrency == 0 {
+            return Err(self.key_err("ingest.concurrency", "must be at least 1"));
+        }
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(self.key_err("api.listen", format!("not an address:port: {:?}", self.api.listen)));
+        }
+        if self.node.id.is_empty() || !self.node.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(self.key_err("node.id", "must be non-empty ASCII letters, digits, '-', '_' or '.'"));
+        }
+        for (i, d) in self.dock.iter().enumerate() {
+            if parse_release(&d.release).is_none() {
+                return Err(self.key_err(format!("dock[{i}].release"), format!("{:?}: use \"delete\", \"keep\" or \"keep:7d\"", d.release)));
+            }
+            if d.timezone.parse::<chrono_tz::Tz>().is_err() {
+                return Err(self.key_err(format!("dock[{i}].timezone"), format!("unknown IANA time zone {:?}", d.timezone)));
+            }
+            for (j, p) in d.pattern.iter().enumerate() {
+                if let Err(e) = crate::ingest::pattern::Pattern::compile(p) {
+                    return Err(self.key_err(format!("dock[{i}].pattern[{j}]"), e.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets `path` in `value` to `raw`, creating tables as needed; numeric segments index arrays.
+/// The raw string is parsed as a TOML value when it is one (numbers, booleans, arrays), else kept
+/// as a string.
+fn apply_override(value: &mut toml::Value, path: &[String], raw: &str) -> Result<(), String> {
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut cur = value;
+    for (i, seg) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
+        if let Ok(idx) = seg.parse::<usize>() {
+            let arr = cur.as_array_mut().ok_or_else(|| format!("`{seg}` indexes something that is not a list"))?;
+            while arr.len() <= idx {
+                arr.push(toml::Value::Table(toml::Table::new()));
+            }
+            if last {
+                arr[idx] = parsed;
+                return Ok(());
+            }
+            cur = &mut arr[idx];
+        } else {
+            let table = cur.as_table_mut().ok_or_else(|| format!("`{seg}` is inside something that is not a table"))?;
+            if last {
+                table.insert(seg.clone(), parsed);
+                return Ok(());
+            }
+            let next_is_index = path[i + 1].parse::<usize>().is_ok();
+            cur = table.entry(seg.clone()).or_insert_with(|| {
+                if next_is_index { toml::Value::Array(vec![]) } else { toml::Value::Table(toml::Table::new()) }
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml("t.toml", text, env.iter().map(|(a, b)| (a.to_string(), b.to_string())))
+    }
+
+    #[test]
+    fn embedded_default_loads() {
+        let c = load(DEFAULT_TOML, &[]).unwrap();
+        assert!(c.catalog.url.starts_with("sqlite:"));
+        assert_eq!(c.store.kind, StoreKind::Fs);
+        assert_eq!(c.api.listen, "127.0.0.1:8080");
+        assert_eq!(c.dock[0].path, PathBuf::from("var/dock"));
+    }
+
+    #[test]
+    fn env_overrides_keys_and_dock_entries() {
+        let c = load(
+            DEFAULT_TOML,
+            &[("EVIDENCED__API__LISTEN", "127.0.0.1:9999"), ("EVIDENCED__DOCK__0__SETTLE", "10s"), ("EVIDENCED__DOCK__1__PATH", "/x")],
+        )
+        .unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:9999");
+        assert_eq!(c.dock[0].settle, Duration::from_secs(10));
+        assert_eq!(c.dock[1].path, PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn bad_key_names_key_and_file() {
+        let e = load(DEFAULT_TOML.replace("settle = \"3s\"", "settle = \"soon\"").as_str(), &[]).unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("dock[0].settle"), "{e}");
+        let e = load(DEFAULT_TOML, &[("EVIDENCED__DOCK__0__RELEASE", "burn")]).unwrap_err().to_string();
+        assert!(e.contains("dock[0].release"), "{e}");
+        let e = load("[catalog]\nurl='sqlite://x'\n[store]\nkind='fs'\npath='a'\nbogus=1\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("bogus") && e.contains("t.toml"), "{e}");
+        let e = load("[catalog]\nurl='sqlite://x'\n[store]\nkind='s3'\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("store.bucket"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_file() {
+        let e = load("[catalog\n", &[]).unwrap_err().to_string();
+        assert!(e.starts_with("config file t.toml: invalid TOML"), "{e}");
+    }
+}

@@ -1,0 +1,111 @@
+//! The custody log's hash rule: each entry's hash is
+//! `SHA-256(prev_hash ‖ SHA-256(RFC 8785 canonical JSON of the entry without its hash))`,
+//! over raw 32-byte digests, with 32 zero bytes before the first entry. Kept free of I/O so the
+//! catalog (appending) and `verify` (re-walking) share one definition a third party can re-implement.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `prev_hash` of the first entry: 64 hex zeros.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The kinds of custody events (CONTRACT.md "Custody log").
+pub mod kind {
+    /// A file was seen on a dock (or in a backfill) and its ingest began.
+    pub const DISCOVERED: &str = "discovered";
+    /// The original is stored, verified and catalogued.
+    pub const ARCHIVED: &str = "archived";
+    /// Bytes already archived were seen again.
+    pub const DUPLICATE_SIGHTING: &str = "duplicate_sighting";
+    /// The dock copy was deleted after verification.
+    pub const DOCK_RELEASED: &str = "dock_released";
+    /// An empty file sat on a dock; it stays there.
+    pub const ZERO_LENGTH_SEEN: &str = "zero_length_seen";
+    /// A file changed between settling and the end of its read; it will be taken again.
+    pub const CHANGED_DURING_INGEST: &str = "changed_during_ingest";
+    /// An API principal was created or revoked.
+    pub const PRINCIPAL: &str = "principal";
+}
+
+/// One custody entry as hashed: every column but `hash`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EntryBody {
+    /// Position in the chain, from 1, without gaps.
+    pub seq: i64,
+    /// When it happened, RFC 3339 UTC with microseconds.
+    pub at: String,
+    /// What happened (see [`kind`]).
+    pub kind: String,
+    /// Who did it: a principal name, or `node:<id>` for the daemon.
+    pub actor: String,
+    /// The recording it concerns, if any.
+    pub recording_id: Option<String>,
+    /// Kind-specific facts.
+    pub details: serde_json::Value,
+    /// Hash of the previous entry (hex).
+    pub prev_hash: String,
+}
+
+/// Canonical JSON (RFC 8785) of an entry body.
+pub fn canonical(body: &EntryBody) -> Vec<u8> {
+    serde_json_canonicalizer::to_vec(body).unwrap_or_else(|_| serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// Canonical JSON (RFC 8785) of any value (the stored form of `details`).
+pub fn canonical_value(v: &serde_json::Value) -> Vec<u8> {
+    serde_json_canonicalizer::to_vec(v).unwrap_or_else(|_| v.to_string().into_bytes())
+}
+
+/// The hash of an entry (hex), by the CONTRACT.md rule.
+pub fn entry_hash(body: &EntryBody) -> String {
+    let inner = Sha256::digest(canonical(body));
+    let prev = hex::decode(&body.prev_hash).unwrap_or_else(|_| vec![0; 32]);
+    let mut h = Sha256::new();
+    h.update(&prev);
+    h.update(inner);
+    hex::encode(h.finalize())
+}
+
+/// Formats catalog microseconds as the RFC 3339 text used in entries.
+pub fn format_at(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(prev: &str) -> EntryBody {
+        EntryBody {
+            seq: 1,
+            at: format_at(1_700_000_000_000_001),
+            kind: kind::ARCHIVED.into(),
+            actor: "node:a".into(),
+            recording_id: Some("r".into()),
+            details: serde_json::json!({"z": 1, "a": "证据"}),
+            prev_hash: prev.into(),
+        }
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_keeps_utf8() {
+        let c = String::from_utf8(canonical(&body(GENESIS))).unwrap();
+        assert!(c.starts_with("{\"actor\":\"node:a\",\"at\":\"2023-11-14T22:13:20.000001Z\",\"details\":{\"a\":\"证据\",\"z\":1}"), "{c}");
+    }
+
+    #[test]
+    fn hash_depends_on_prev_and_body() {
+        let a = entry_hash(&body(GENESIS));
+        // Recompute by hand: SHA-256(zeros ‖ SHA-256(canonical)).
+        let mut h = Sha256::new();
+        h.update([0u8; 32]);
+        h.update(Sha256::digest(canonical(&body(GENESIS))));
+        assert_eq!(a, hex::encode(h.finalize()));
+        assert_ne!(a, entry_hash(&body(&a)));
+        let mut b = body(GENESIS);
+        b.actor = "node:b".into();
+        assert_ne!(a, entry_hash(&b));
+    }
+}

@@ -1,0 +1,178 @@
+//! Dock path patterns such as `{device}/{device}_{officer}_{start:%Y%m%d%H%M%S}_{seq}.{ext}`:
+//! compiled once into an anchored regex, matched against a file's path relative to its dock.
+//! A placeholder used twice must match the same text both times.
+
+use chrono::{NaiveDateTime, TimeZone};
+use regex::Regex;
+
+/// A pattern that cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    /// `{` without `}`.
+    #[error("unclosed placeholder starting at byte {0}")]
+    Unclosed(usize),
+    /// A placeholder this implementation does not know.
+    #[error("unknown placeholder {{{0}}}: use device, officer, start:FORMAT, seq, ext or any")]
+    Unknown(String),
+    /// A `{start:FORMAT}` with an unsupported strftime directive.
+    #[error("unsupported time directive %{0} in {{start:...}}")]
+    Directive(char),
+    /// Two `{start}` placeholders with different formats.
+    #[error("{{start}} used twice with different formats")]
+    StartTwice,
+}
+
+/// A compiled path pattern.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// The anchored regex; groups are named `<placeholder>_<n>`.
+    regex: Regex,
+    /// (placeholder, group name) in order of appearance.
+    groups: Vec<(String, String)>,
+    /// The chrono format of `{start:...}`, if present.
+    start_format: Option<String>,
+}
+
+/// What a matching path says about its recording.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PathFacts {
+    /// Camera serial from `{device}`.
+    pub device: Option<String>,
+    /// Officer id from `{officer}`.
+    pub officer: Option<String>,
+    /// Start time from `{start:...}` interpreted in the dock's time zone, as UTC.
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Sequence number from `{seq}`.
+    pub seq: Option<String>,
+}
+
+impl Pattern {
+    /// Compiles a pattern.
+    pub fn compile(pattern: &str) -> Result<Pattern, PatternError> {
+        let mut re = String::from("^");
+        let mut groups = Vec::new();
+        let mut start_format: Option<String> = None;
+        let mut rest = pattern;
+        let mut offset = 0;
+        while let Some(open) = rest.find('{') {
+            re.push_str(&regex::escape(&rest[..open]));
+            let close = rest[open..].find('}').ok_or(PatternError::Unclosed(offset + open))? + open;
+            let inner = &rest[open + 1..close];
+            let (name, fmt) = match inner.split_once(':') {
+                Some((n, f)) => (n.to_ascii_lowercase(), Some(f)),
+                None => (inner.to_ascii_lowercase(), None),
+            };
+            let group = format!("{}_{}", name, groups.len());
+            let body = match (name.as_str(), fmt) {
+                ("device" | "officer", None) => r"[^/]+?".to_string(),
+                ("seq", None) => r"[0-9]+".to_string(),
+                ("ext", None) => r"[A-Za-z0-9]+".to_string(),
+                ("any", None) => r"[^/]*?".to_string(),
+                ("start", Some(f)) => {
+                    if start_format.as_deref().is_some_and(|s| s != f) {
+                        return Err(PatternError::StartTwice);
+                    }
+                    start_format = Some(f.to_string());
+                    time_regex(f)?
+                }
+                _ => return Err(PatternError::Unknown(inner.to_string())),
+            };
+            re.push_str(&format!("(?P<{group}>{body})"));
+            groups.push((name, group));
+            offset += close + 1;
+            rest = &rest[close + 1..];
+        }
+        re.push_str(&regex::escape(rest));
+        re.push('$');
+        let regex = Regex::new(&re).map_err(|e| PatternError::Unknown(e.to_string()))?;
+        Ok(Pattern { regex, groups, start_format })
+    }
+
+    /// Matches a dock-relative path (with `/` separators). `None` when it does not fit or when a
+    /// repeated placeholder matched different text, so the caller falls through to the next source.
+    pub fn matches(&self, rel_path: &str, tz: chrono_tz::Tz) -> Option<PathFacts> {
+        let caps = self.regex.captures(rel_path)?;
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for (name, group) in &self.groups {
+            let v = caps.name(group)?.as_str();
+            if let Some((_, prev)) = seen.iter().find(|(n, _)| n == name) {
+                if !prev.eq_ignore_ascii_case(v) || (name != "ext" && *prev != v) {
+                    return None;
+                }
+            }
+            seen.push((name, v));
+        }
+        let get = |n: &str| seen.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string());
+        let start = match (&self.start_format, get("start")) {
+            (Some(fmt), Some(s)) => {
+                let naive = NaiveDateTime::parse_from_str(&s, fmt).ok()?;
+                Some(tz.from_local_datetime(&naive).earliest()?.with_timezone(&chrono::Utc))
+            }
+            _ => None,
+        };
+        Some(PathFacts { device: get("device"), officer: get("officer"), start, seq: get("seq") })
+    }
+}
+
+/// A regex for the text a strftime format produces (the subset cameras use).
+fn time_regex(fmt: &str) -> Result<String, PatternError> {
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push_str(&regex::escape(&c.to_string()));
+            continue;
+        }
+        let d = chars.next().ok_or(PatternError::Directive('%'))?;
+        out.push_str(match d {
+            'Y' => r"[0-9]{4}",
+            'm' | 'd' | 'H' | 'M' | 'S' | 'y' => r"[0-9]{2}",
+            'j' => r"[0-9]{3}",
+            'f' => r"[0-9]+",
+            '%' => "%",
+            other => return Err(PatternError::Directive(other)),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BWC: &str = "{device}/{device}_{officer}_{start:%Y%m%d%H%M%S}_{seq}.{ext}";
+
+    #[test]
+    fn body_camera_name() {
+        let p = Pattern::compile(BWC).unwrap();
+        let f = p.matches("BWC7F00A1/BWC7F00A1_P10234_20240315083000_0001.mp4", chrono_tz::UTC).unwrap();
+        assert_eq!(f.device.as_deref(), Some("BWC7F00A1"));
+        assert_eq!(f.officer.as_deref(), Some("P10234"));
+        assert_eq!(f.seq.as_deref(), Some("0001"));
+        assert_eq!(f.start.unwrap().to_rfc3339(), "2024-03-15T08:30:00+00:00");
+    }
+
+    #[test]
+    fn timezone_applies() {
+        let p = Pattern::compile(BWC).unwrap();
+        let f = p.matches("A/A_B_20240315083000_1.MP4", chrono_tz::Asia::Shanghai).unwrap();
+        assert_eq!(f.start.unwrap().to_rfc3339(), "2024-03-15T00:30:00+00:00");
+    }
+
+    #[test]
+    fn repeated_placeholder_must_agree() {
+        let p = Pattern::compile(BWC).unwrap();
+        assert!(p.matches("A/B_P1_20240315083000_1.mp4", chrono_tz::UTC).is_none());
+    }
+
+    #[test]
+    fn non_matching_and_bad_patterns() {
+        let p = Pattern::compile(BWC).unwrap();
+        assert!(p.matches("edge-cases/zero-byte.mp4", chrono_tz::UTC).is_none());
+        assert!(p.matches("A/A_B_20241315083000_1.mp4", chrono_tz::UTC).is_none(), "month 13");
+        assert!(Pattern::compile("{device").is_err());
+        assert!(Pattern::compile("{camera}.mp4").is_err());
+        assert!(Pattern::compile("{start:%Q}.mp4").is_err());
+        assert!(Pattern::compile("{DEVICE}/{Any}.{EXT}").is_ok());
+    }
+}

@@ -1,0 +1,63 @@
+//! Prometheus metrics: files and bytes ingested, ingest duration, errors, queue depths. One
+//! registry per process, rendered by `GET /metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The daemon's metrics.
+pub struct Metrics {
+    /// Registry they are rendered from.
+    registry: Registry,
+    /// Originals archived (new recordings).
+    pub files_ingested: Counter,
+    /// Bytes of originals archived.
+    pub bytes_ingested: Counter,
+    /// Seconds from pick-up to commit per archived file.
+    pub ingest_seconds: Histogram,
+    /// Failed ingest attempts (each is retried).
+    pub ingest_errors: Counter,
+    /// Settled files waiting for or in ingest on this node.
+    pub ingest_pending: Gauge,
+    /// Jobs queued in the catalog (all nodes).
+    pub jobs_queued: Gauge,
+    /// Jobs leased right now (all nodes).
+    pub jobs_running: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("evidenced");
+        let files_ingested = Counter::default();
+        let bytes_ingested = Counter::default();
+        let ingest_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        let ingest_errors = Counter::default();
+        let ingest_pending = Gauge::default();
+        let jobs_queued = Gauge::default();
+        let jobs_running = Gauge::default();
+        registry.register("files_ingested", "Originals archived as new recordings", files_ingested.clone());
+        registry.register("bytes_ingested", "Bytes of originals archived", bytes_ingested.clone());
+        registry.register("ingest_duration_seconds", "Time from pick-up to catalog commit", ingest_seconds.clone());
+        registry.register("ingest_errors", "Failed ingest attempts (retried)", ingest_errors.clone());
+        registry.register("ingest_pending", "Settled files waiting for or in ingest on this node", ingest_pending.clone());
+        registry.register("jobs_queued", "Jobs waiting in the queue", jobs_queued.clone());
+        registry.register("jobs_running", "Jobs currently leased", jobs_running.clone());
+        Self { registry, files_ingested, bytes_ingested, ingest_seconds, ingest_errors, ingest_pending, jobs_queued, jobs_running }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

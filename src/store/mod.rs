@@ -1,0 +1,155 @@
+//! Object stores for originals, manifests and derivatives: the `ObjectStore` trait with a local
+//! directory (`fs`) and an S3-compatible (`s3`) implementation. Uploads read the source once: the
+//! same bytes feed SHA-256 and the store, and an upload returns only after the store has
+//! confirmed (and, for S3, checksummed) every byte.
+
+pub mod fs;
+pub mod s3;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::config::{StoreConfig, StoreKind};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or answered with a server error; retry later.
+    #[error("object store {store} unavailable: {message}")]
+    Unavailable {
+        /// Which store (bucket and endpoint, or directory).
+        store: String,
+        /// What happened.
+        message: String,
+    },
+    /// The store rejected or contradicted what was sent (checksum, size); redo the upload.
+    #[error("object store {store} failed verification of {key}: {message}")]
+    Verification {
+        /// Which store.
+        store: String,
+        /// Which object.
+        key: String,
+        /// Expected vs found.
+        message: String,
+    },
+    /// The object does not exist.
+    #[error("object {0} not found")]
+    NotFound(String),
+    /// The requested byte range is outside the object.
+    #[error("range not satisfiable")]
+    Range,
+    /// Reading the source file or writing local files failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The source changed size while being read (it is being written to).
+    #[error("source changed while being read: expected {expected} bytes, read {read}")]
+    SourceChanged {
+        /// Size at the snapshot.
+        expected: u64,
+        /// Bytes actually read.
+        read: u64,
+    },
+    /// The store's configuration is unusable.
+    #[error("object store config: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Io { context, source }
+    }
+}
+
+/// Convenience alias.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a completed, verified upload proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutReceipt {
+    /// SHA-256 of exactly the bytes stored, hex.
+    pub sha256: String,
+    /// Bytes stored.
+    pub size: u64,
+}
+
+/// A stream of object bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Receives the multipart upload id before any part is sent, so a crash can abort it later.
+#[async_trait]
+pub trait UploadJournal: Send + Sync {
+    /// Persist `upload_id` for the object being written; an error aborts the upload.
+    async fn upload_started(&self, upload_id: &str) -> Result<(), String>;
+}
+
+/// A journal that records nothing (small objects, tests).
+pub struct NoJournal;
+
+#[async_trait]
+impl UploadJournal for NoJournal {
+    async fn upload_started(&self, _upload_id: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The object store boundary. Both implementations pass the same conformance suite
+/// (`tests/it/store.rs`).
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Human description for logs and errors (`fs:/var/archive`, `s3://bucket/prefix@endpoint`).
+    fn describe(&self) -> String;
+    /// Stores the first `size` bytes of `file` under `key`, reading it exactly once. Fails with
+    /// `SourceChanged` if the file does not have exactly `size` bytes.
+    async fn put_file(&self, key: &str, file: std::fs::File, size: u64, journal: &dyn UploadJournal) -> Result<PutReceipt>;
+    /// Stores a small object (manifests).
+    async fn put_bytes(&self, key: &str, data: Bytes, content_type: &str) -> Result<PutReceipt>;
+    /// Reads `len` bytes from `offset` (the whole object when `range` is `None`).
+    async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<ByteStream>;
+    /// Size of an object, or `NotFound`.
+    async fn size(&self, key: &str) -> Result<u64>;
+    /// Deletes an object (only ever an unreferenced duplicate here; retention does the rest).
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Aborts a journaled multipart upload (no-op for stores without them).
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Aborts every unfinished multipart upload under `key_prefix` (this node's), returning how
+    /// many. Called at start, when none of this node's uploads can be in flight.
+    async fn sweep_uploads(&self, key_prefix: &str) -> Result<usize>;
+    /// Reachability check for `/readyz`.
+    async fn check(&self) -> Result<()>;
+}
+
+/// Builds the store named by the config.
+pub async fn open(cfg: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
+    match cfg.kind {
+        StoreKind::Fs => {
+            let path = cfg.path.clone().ok_or_else(|| StoreError::Config("store.path is required".into()))?;
+            Ok(Arc::new(fs::FsStore::open(path)?))
+        }
+        StoreKind::S3 => Ok(Arc::new(s3::S3Store::open(cfg).await?)),
+    }
+}
+
+/// Object key of a recording's original.
+pub fn original_key(node: &str, id: &str) -> String {
+    format!("originals/{node}/{id}/original")
+}
+
+/// Object key of a recording's manifest (beside the original).
+pub fn manifest_key(node: &str, id: &str) -> String {
+    format!("originals/{node}/{id}/manifest.json")
+}
+
+/// Key prefix of everything a node uploads (for the start-up multipart sweep).
+pub fn node_prefix(node: &str) -> String {
+    format!("originals/{node}/")
+}

@@ -1,0 +1,458 @@
+//! The `s3` store (aws-sdk-s3, any S3-compatible endpoint). Small files: one PUT carrying the
+//! full SHA-256 (`x-amz-checksum-sha256`), which the server verifies. Large files: a multipart
+//! upload with a few parts in flight, a SHA-256 on every part and the composite (SHA-256 of the
+//! part digests) in the completion; afterwards the size and the composite checksum the server
+//! reports (`<b64>-N`) are compared with our own. The SDK's automatic CRC32 is switched off
+//! (`WhenRequired`) so SHA-256 is the one checksum, computed by us, once. Payload signing is off
+//! for uploads: the checksum already guards the body, and signing would hash every byte again.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use tokio_util::io::ReaderStream;
+
+use super::{ByteStream, ObjectStore, PutReceipt, Result, StoreError, UploadJournal};
+use crate::config::StoreConfig;
+
+/// S3's limit on parts per upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// An S3-compatible object store.
+pub struct S3Store {
+    /// The SDK client.
+    client: Client,
+    /// Bucket holding everything.
+    bucket: String,
+    /// Key prefix (ends with `/` when non-empty).
+    prefix: String,
+    /// For messages.
+    endpoint: String,
+    /// Files at least this large go multipart.
+    multipart_threshold: u64,
+    /// Minimum part size.
+    part_size: u64,
+    /// Parts uploaded concurrently.
+    parts_in_flight: usize,
+}
+
+/// Part size for a file: the configured size, grown (in whole MiB) so the file fits in 10 000 parts.
+pub fn part_size_for(size: u64, min_part: u64) -> u64 {
+    let needed = size.div_ceil(MAX_PARTS);
+    let mib = 1 << 20;
+    min_part.max(needed.div_ceil(mib) * mib)
+}
+
+/// The composite checksum S3 keeps for a multipart object: base64 SHA-256 of the raw part
+/// digests, without the `-N` suffix.
+pub fn composite_checksum(part_digests: &[[u8; 32]]) -> String {
+    let mut h = Sha256::new();
+    for d in part_digests {
+        h.update(d);
+    }
+    B64.encode(h.finalize())
+}
+
+impl S3Store {
+    /// Builds the client from the config and the standard AWS environment.
+    pub async fn open(cfg: &StoreConfig) -> Result<Self> {
+        let bucket = cfg.bucket.clone().ok_or_else(|| StoreError::Config("store.bucket is required".into()))?;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
+        if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
+            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "evidenced-config"));
+        }
+        let shared = loader.load().await;
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(60))
+            .operation_attempt_timeout(Duration::from_secs(600))
+            .build();
+        let mut b = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(cfg.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .timeout_config(timeouts)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
+        if let Some(ep) = &cfg.endpoint {
+            b = b.endpoint_url(ep);
+        }
+        let mut prefix = cfg.prefix.clone();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Ok(Self {
+            client: Client::from_conf(b.build()),
+            bucket,
+            prefix,
+            endpoint: cfg.endpoint.clone().unwrap_or_else(|| "AWS".into()),
+            multipart_threshold: cfg.multipart_threshold,
+            part_size: cfg.part_size,
+            parts_in_flight: cfg.parts_in_flight,
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    /// Maps an SDK error to a store error a caller can act on.
+    fn err<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        &self,
+        key: &str,
+        e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StoreError {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let code = e.code().unwrap_or("").to_string();
+        let message = format!("{}", DisplayErrorContext(&e));
+        match (status, code.as_str()) {
+            (Some(404), _) | (_, "NoSuchKey") => StoreError::NotFound(key.into()),
+            (Some(416), _) | (_, "InvalidRange") => StoreError::Range,
+            (Some(400), "BadDigest" | "InvalidDigest" | "XAmzContentSHA256Mismatch" | "InvalidPart" | "IncompleteBody")
+            | (_, "BadDigest") => StoreError::Verification { store: self.describe(), key: key.into(), message },
+            _ => StoreError::Unavailable { store: self.describe(), message },
+        }
+    }
+
+    async fn put_small(&self, key: &str, data: Bytes, content_type: &str) -> Result<PutReceipt> {
+        let digest: [u8; 32] = Sha256::digest(&data).into();
+        let b64 = B64.encode(digest);
+        let size = data.len() as u64;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .content_type(content_type)
+            .content_length(size as i64)
+            .checksum_sha256(&b64)
+            .body(SdkBody::from(data))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| self.err(key, e))?;
+        self.verify_head(key, size, &b64).await?;
+        Ok(PutReceipt { sha256: hex::encode(digest), size })
+    }
+
+    /// Confirms the stored object's size and the checksum the server reports.
+    async fn verify_head(&self, key: &str, size: u64, expected_b64: &str) -> Result<()> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| self.err(key, e))?;
+        let got_size = head.content_length().unwrap_or(-1);
+        let got = head.checksum_sha256().unwrap_or("");
+        let got_b64 = got.split('-').next().unwrap_or("");
+        if got_size != size as i64 || got_b64 != expected_b64 {
+            return Err(StoreError::Verification {
+                store: self.describe(),
+                key: key.into(),
+                message: format!("expected {size} bytes with SHA-256 {expected_b64}, store reports {got_size} bytes with {got:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn put_multipart(&self, key: &str, file: std::fs::File, size: u64, journal: &dyn UploadJournal) -> Result<PutReceipt> {
+        let full_key = self.key(key);
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .map_err(|e| self.err(key, e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| StoreError::Unavailable { store: self.describe(), message: "no UploadId in response".into() })?
+            .to_string();
+        if let Err(e) = journal.upload_started(&upload_id).await {
+            let _ = self.abort_upload(key, &upload_id).await;
+            return Err(StoreError::Io { context: "journaling upload id".into(), source: std::io::Error::other(e) });
+        }
+        match self.upload_parts(key, &full_key, &upload_id, file, size).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                // Best effort; the journal still holds the id for the next attempt or the sweep.
+                let _ = self.abort_upload(key, &upload_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(&self, key: &str, full_key: &str, upload_id: &str, file: std::fs::File, size: u64) -> Result<PutReceipt> {
+        let part_size = part_size_for(size, self.part_size);
+        let parts = size.div_ceil(part_size);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+        // One reader thread: reads each part once, in order.
+        let reader = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = file;
+            let mut left = size;
+            while left > 0 {
+                let n = part_size.min(left) as usize;
+                let mut buf = vec![0u8; n];
+                let res = file.read_exact(&mut buf).map(|_| Bytes::from(buf));
+                let failed = res.is_err();
+                if tx.blocking_send(res).is_err() || failed {
+                    return false;
+                }
+                left -= n as u64;
+            }
+            let mut probe = [0u8; 1];
+            // More bytes than the snapshot: the file is still being written.
+            matches!(file.read(&mut probe), Ok(0))
+        });
+        let mut full = Sha256::new();
+        let mut digests = vec![[0u8; 32]; parts as usize];
+        let mut etags = vec![String::new(); parts as usize];
+        let mut inflight: JoinSet<Result<(usize, String, [u8; 32])>> = JoinSet::new();
+        let mut read = 0u64;
+        for idx in 0..parts as usize {
+            let chunk = match rx.recv().await {
+                Some(Ok(c)) => c,
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(StoreError::SourceChanged { expected: size, read });
+                }
+                Some(Err(e)) => return Err(StoreError::Io { context: "reading source".into(), source: e }),
+                None => return Err(StoreError::SourceChanged { expected: size, read }),
+            };
+            read += chunk.len() as u64;
+            full.update(&chunk);
+            while inflight.len() >= self.parts_in_flight {
+                let (i, etag, d) = join(inflight.join_next().await)?;
+                etags[i] = etag;
+                digests[i] = d;
+            }
+            let client = self.client.clone();
+            let (bucket, fk, uid) = (self.bucket.clone(), full_key.to_string(), upload_id.to_string());
+            let store = self.describe();
+            let key = key.to_string();
+            inflight.spawn(async move {
+                let digest: [u8; 32] = tokio::task::spawn_blocking({
+                    let c = chunk.clone();
+                    move || Sha256::digest(&c).into()
+                })
+                .await
+                .map_err(|e| StoreError::Io { context: "hash task".into(), source: std::io::Error::other(e) })?;
+                let len = chunk.len() as i64;
+                let out = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(fk)
+                    .upload_id(uid)
+                    .part_number(idx as i32 + 1)
+                    .content_length(len)
+                    .checksum_sha256(B64.encode(digest))
+                    .body(SdkBody::from(chunk))
+                    .customize()
+                    .disable_payload_signing()
+                    .send()
+                    .await
+                    .map_err(|e| part_err(&store, &key, e))?;
+                Ok((idx, out.e_tag().unwrap_or_default().to_string(), digest))
+            });
+        }
+        while let Some(r) = inflight.join_next().await {
+            let (i, etag, d) = join(Some(r))?;
+            etags[i] = etag;
+            digests[i] = d;
+        }
+        let exact = reader.await.unwrap_or(false);
+        if !exact {
+            return Err(StoreError::SourceChanged { expected: size, read: size + 1 });
+        }
+        let composite = composite_checksum(&digests);
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                (0..parts as usize)
+                    .map(|i| {
+                        CompletedPart::builder()
+                            .part_number(i as i32 + 1)
+                            .e_tag(&etags[i])
+                            .checksum_sha256(B64.encode(digests[i]))
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full_key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .checksum_sha256(&composite)
+            .send()
+            .await
+            .map_err(|e| self.err(key, e))?;
+        self.verify_head(key, size, &composite).await?;
+        Ok(PutReceipt { sha256: hex::encode(full.finalize()), size })
+    }
+}
+
+fn join<T>(r: Option<std::result::Result<Result<T>, tokio::task::JoinError>>) -> Result<T> {
+    match r {
+        Some(Ok(x)) => x,
+        Some(Err(e)) => Err(StoreError::Io { context: "part upload task".into(), source: std::io::Error::other(e) }),
+        None => Err(StoreError::Io { context: "part upload task".into(), source: std::io::Error::other("no task") }),
+    }
+}
+
+fn part_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    store: &str,
+    key: &str,
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> StoreError {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let message = format!("{}", DisplayErrorContext(&e));
+    if status == Some(400) {
+        StoreError::Verification { store: store.into(), key: key.into(), message }
+    } else {
+        StoreError::Unavailable { store: store.into(), message }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn describe(&self) -> String {
+        format!("s3://{}/{} at {}", self.bucket, self.prefix, self.endpoint)
+    }
+
+    async fn put_file(&self, key: &str, file: std::fs::File, size: u64, journal: &dyn UploadJournal) -> Result<PutReceipt> {
+        if size >= self.multipart_threshold {
+            return self.put_multipart(key, file, size, journal).await;
+        }
+        let data = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = Vec::with_capacity(size as usize);
+            let mut f = file;
+            (&mut f).take(size + 1).read_to_end(&mut buf).map(|_| buf)
+        })
+        .await
+        .map_err(|e| StoreError::Io { context: "read task".into(), source: std::io::Error::other(e) })?
+        .map_err(StoreError::io("reading source"))?;
+        if data.len() as u64 != size {
+            return Err(StoreError::SourceChanged { expected: size, read: data.len() as u64 });
+        }
+        self.put_small(key, Bytes::from(data), "application/octet-stream").await
+    }
+
+    async fn put_bytes(&self, key: &str, data: Bytes, content_type: &str) -> Result<PutReceipt> {
+        self.put_small(key, data, content_type).await
+    }
+
+    async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<ByteStream> {
+        let mut req = self.client.get_object().bucket(&self.bucket).key(self.key(key));
+        if let Some((start, len)) = range {
+            if len == 0 {
+                return Ok(Box::pin(futures_util::stream::empty()));
+            }
+            req = req.range(format!("bytes={}-{}", start, start + len - 1));
+        }
+        let out = req.send().await.map_err(|e| self.err(key, e))?;
+        Ok(Box::pin(ReaderStream::with_capacity(out.body.into_async_read(), 256 * 1024)))
+    }
+
+    async fn size(&self, key: &str) -> Result<u64> {
+        let head =
+            self.client.head_object().bucket(&self.bucket).key(self.key(key)).send().await.map_err(|e| self.err(key, e))?;
+        Ok(head.content_length().unwrap_or(0).max(0) as u64)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client.delete_object().bucket(&self.bucket).key(self.key(key)).send().await.map_err(|e| self.err(key, e))?;
+        Ok(())
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        match self.client.abort_multipart_upload().bucket(&self.bucket).key(self.key(key)).upload_id(upload_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match self.err(key, e) {
+                StoreError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn sweep_uploads(&self, key_prefix: &str) -> Result<usize> {
+        let full_prefix = self.key(key_prefix);
+        let mut n = 0;
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&full_prefix)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(|e| self.err(key_prefix, e))?;
+            for u in out.uploads() {
+                if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
+                    let rel = k.strip_prefix(&self.prefix).unwrap_or(k);
+                    self.abort_upload(rel, id).await?;
+                    n += 1;
+                }
+            }
+            if out.is_truncated() == Some(true) {
+                key_marker = out.next_key_marker().map(str::to_string);
+                id_marker = out.next_upload_id_marker().map(str::to_string);
+                if key_marker.is_none() {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| self.err("(bucket)", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_always_fit() {
+        let min = 8 << 20;
+        assert_eq!(part_size_for(100, min), min);
+        for size in [80u64 << 30, 1 << 40, 5 << 40] {
+            let p = part_size_for(size, min);
+            assert!(size.div_ceil(p) <= MAX_PARTS, "{size} {p}");
+            assert_eq!(p % (1 << 20), 0);
+        }
+    }
+
+    #[test]
+    fn composite_is_hash_of_part_digests() {
+        let a: [u8; 32] = Sha256::digest(b"a").into();
+        let b: [u8; 32] = Sha256::digest(b"b").into();
+        let mut cat = a.to_vec();
+        cat.extend_from_slice(&b);
+        assert_eq!(composite_checksum(&[a, b]), B64.encode(Sha256::digest(&cat)));
+    }
+}
