@@ -24,7 +24,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
 pub fn init_logging(cfg: &Config, json_flag: bool) {
     let filter = std::env::var("RUST_LOG").ok().or_else(|| cfg.log.filter.clone()).unwrap_or_else(|| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json_flag || cfg.log.format == LogFormat::Json {
         let _ = b.json().try_init();
     } else {
@@ -45,21 +46,28 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
 }
 
 /// Builds the ingest pipeline for `node`.
-pub fn ingestor(cfg: &Config, catalog: Arc<dyn Catalog>, store: Arc<dyn ObjectStore>, metrics: Arc<Metrics>, node: String) -> Arc<Ingestor> {
+pub fn ingestor(
+    cfg: &Config,
+    catalog: Arc<dyn Catalog>,
+    store: Arc<dyn ObjectStore>,
+    metrics: Arc<Metrics>,
+    node: String,
+) -> Arc<Ingestor> {
     Arc::new(Ingestor { catalog, store, node, metrics, backoff: cfg.ingest.backoff, max_backoff: cfg.ingest.max_backoff })
 }
 
 /// The systemd notification socket, taken out of the environment at start so that child
 /// processes (media workers) never inherit it.
 #[derive(Clone, Default)]
-struct Notifier(Option<std::ffi::OsString>);
+pub struct Notifier(Option<std::ffi::OsString>);
 
 impl Notifier {
-    fn take_from_env() -> Self {
+    /// Takes the socket out of the environment. Call before any thread is started.
+    pub fn take_from_env() -> Self {
         let sock = std::env::var_os("NOTIFY_SOCKET");
         if sock.is_some() {
-            // SAFETY: called at the top of `run`, before this process spawns anything that
-            // reads the environment.
+            // SAFETY: called from `cli::main` before the runtime (or any other thread) exists;
+            // nothing reads the environment concurrently.
             unsafe { std::env::remove_var("NOTIFY_SOCKET") };
         }
         Notifier(sock)
@@ -70,6 +78,23 @@ impl Notifier {
             send_notify(sock, state);
         }
     }
+}
+
+/// The watchdog interval systemd expects, taken out of the environment like `NOTIFY_SOCKET`.
+/// Same rules as libsystemd's `sd_watchdog_enabled`: `WATCHDOG_USEC` > 0, and `WATCHDOG_PID`, when
+/// set, must be this process (`sd_notify::watchdog_enabled` wrongly requires `WATCHDOG_PID`).
+/// The watchdog interval systemd asked for (libsystemd's rules: `WATCHDOG_PID`, when set, must be
+/// ours). Takes the variables out of the environment; call before any thread is started.
+pub fn watchdog_from_env() -> Option<Duration> {
+    let usec = std::env::var("WATCHDOG_USEC").ok().and_then(|s| s.parse::<u64>().ok()).filter(|&u| u > 0);
+    let pid = std::env::var_os("WATCHDOG_PID");
+    let for_us = pid.as_ref().is_none_or(|p| p.to_str().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id()));
+    // SAFETY: as in `Notifier::take_from_env`, before this process spawns anything.
+    unsafe {
+        std::env::remove_var("WATCHDOG_USEC");
+        std::env::remove_var("WATCHDOG_PID");
+    }
+    usec.filter(|_| for_us).map(Duration::from_micros)
 }
 
 /// Opens the catalog, retrying while it is unreachable (the unit stays "activating" and says why).
@@ -109,11 +134,7 @@ async fn shutdown_signal() {
 }
 
 /// `evidenced run`.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let mut watchdog_usec = 0u64;
-    let watchdog = sd_notify::watchdog_enabled(true, &mut watchdog_usec).then(|| Duration::from_micros(watchdog_usec));
-    let sd = Notifier::take_from_env();
-
+pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let hard_stop = CancellationToken::new();
     {
@@ -148,7 +169,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let mut handlers: HashMap<&'static str, Arc<dyn JobHandler>> = HashMap::new();
     handlers.insert(jobs::DELETE_REDUNDANT, Arc::new(jobs::DeleteRedundant { store: store.clone() }));
-    let worker = JobWorker { catalog: catalog.clone(), owner: node.clone(), handlers, lease: Duration::from_secs(60), backoff: Duration::from_secs(5) };
+    let worker = JobWorker {
+        catalog: catalog.clone(),
+        owner: node.clone(),
+        handlers,
+        lease: Duration::from_secs(60),
+        backoff: Duration::from_secs(5),
+    };
     tasks.push(tokio::spawn(jobs::run_worker(Box::new(worker), stop.clone(), Duration::from_secs(2))));
 
     let app = crate::api::router(crate::api::AppState { catalog: catalog.clone(), store: store.clone(), metrics });

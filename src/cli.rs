@@ -95,6 +95,9 @@ pub fn main() -> ExitCode {
         }
     };
     crate::app::init_logging(&cfg, cli.log_json);
+    // systemd's variables leave the environment before any thread exists (and so before any
+    // child process could inherit them).
+    let systemd = (crate::app::Notifier::take_from_env(), crate::app::watchdog_from_env());
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -102,7 +105,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = rt.block_on(dispatch(cli.command, cfg));
+    let result = rt.block_on(dispatch(cli.command, cfg, systemd));
     rt.shutdown_timeout(Duration::from_secs(2));
     match result {
         Ok(code) => code,
@@ -113,9 +116,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cmd: Command, cfg: Config) -> anyhow::Result<ExitCode> {
+async fn dispatch(cmd: Command, cfg: Config, systemd: (crate::app::Notifier, Option<Duration>)) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Run => crate::app::run(cfg).await.map(|_| ExitCode::SUCCESS),
+        Command::Run => crate::app::run(cfg, systemd.0, systemd.1).await.map(|_| ExitCode::SUCCESS),
         Command::Ingest { paths, quiet } => ingest(cfg, paths, quiet).await,
         Command::Token { action } => token(cfg, action).await,
     }

@@ -103,11 +103,7 @@ impl Default for NodeConfig {
 }
 
 fn default_node_id() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "node".into())
+    std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "node".into())
 }
 
 fn default_state_dir() -> PathBuf {
@@ -354,8 +350,7 @@ mod humantime_serde_compat {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
     }
 }
 
@@ -379,8 +374,7 @@ impl Config {
         let (file, text) = match path {
             Some(p) => {
                 let file = p.display().to_string();
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
                 (file, text)
             }
             None => ("<embedded default>".to_string(), DEFAULT_TOML.to_string()),
@@ -389,13 +383,8 @@ impl Config {
     }
 
     /// Parses `text` (from `file`), applying overrides from `env`.
-    pub fn from_toml(
-        file: &str,
-        text: &str,
-        env: impl Iterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        let mut value: toml::Value = toml::from_str(text)
-            .map_err(|e| ConfigError::Syntax { file: file.into(), message: e.to_string() })?;
+    pub fn from_toml(file: &str, text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax { file: file.into(), message: e.to_string() })?;
         let mut overridden = Vec::new();
         for (k, v) in env {
             if let Some(rest) = k.strip_prefix(ENV_PREFIX) {
@@ -452,9 +441,8 @@ impl Config {
             return Err(self.key_err("store.parts_in_flight", "must be between 1 and 64"));
         }
         if let Some(f) = &self.store.secret_access_key_file {
-            let secret = std::fs::read_to_string(f).map_err(|e| {
-                self.key_err("store.secret_access_key_file", format!("cannot read {}: {e}", f.display()))
-            })?;
+            let secret = std::fs::read_to_string(f)
+                .map_err(|e| self.key_err("store.secret_access_key_file", format!("cannot read {}: {e}", f.display())))?;
             self.store.secret_access_key = Some(secret.trim().to_string());
         }
         if self.ingest.concurrency == 0 {
@@ -511,9 +499,9 @@ fn apply_override(value: &mut toml::Value, path: &[String], raw: &str) -> Result
                 return Ok(());
             }
             let next_is_index = path[i + 1].parse::<usize>().is_ok();
-            cur = table.entry(seg.clone()).or_insert_with(|| {
-                if next_is_index { toml::Value::Array(vec![]) } else { toml::Value::Table(toml::Table::new()) }
-            });
+            cur = table
+                .entry(seg.clone())
+                .or_insert_with(|| if next_is_index { toml::Value::Array(vec![]) } else { toml::Value::Table(toml::Table::new()) });
         }
     }
     Ok(())

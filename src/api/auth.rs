@@ -47,8 +47,7 @@ impl Caller {
 
     /// Whether a recording with this officer and unit is in scope.
     pub fn may_see(&self, officer: Option<&str>, unit: Option<&str>) -> bool {
-        let unit_ok = self.0.unit.is_empty()
-            || unit.is_some_and(|u| u == self.0.unit || u.starts_with(&format!("{}/", self.0.unit)));
+        let unit_ok = self.0.unit.is_empty() || unit.is_some_and(|u| u == self.0.unit || u.starts_with(&format!("{}/", self.0.unit)));
         match self.0.role.as_str() {
             "admin" => false,
             "officer" => unit_ok && officer == Some(self.0.officer.as_deref().unwrap_or(&self.0.name)),

@@ -15,8 +15,7 @@ use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::catalog::{Recording, RecordingFilter};
 
-const FILTER_KEYS: [&str; 11] =
-    ["officer", "device", "unit", "case", "category", "from", "to", "state", "needs_review", "limit", "cursor"];
+const FILTER_KEYS: [&str; 11] = ["officer", "device", "unit", "case", "category", "from", "to", "state", "needs_review", "limit", "cursor"];
 
 fn parse_time(key: &str, v: &str) -> Result<i64, ApiError> {
     chrono::DateTime::parse_from_rfc3339(v)
@@ -142,7 +141,12 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>,
 }
 
 /// `GET /api/v1/recordings/{id}/original`.
-pub async fn original(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn original(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     caller.require(&["supervisor", "archivist", "auditor"])?;
     let r = visible(&st, &caller, &id).await?;
     let size = r.size as u64;

@@ -570,7 +570,7 @@ macro_rules! impl_catalog {
                 let row: Option<$crate::catalog::sql::RecordingRow> =
                     sqlx::query_as("SELECT * FROM recordings WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
                 let row = row.ok_or_else(|| $crate::catalog::CatalogError::NotFound(format!("recording {id}")))?;
-                let sightings = self.sightings_of(&[row.id.clone()]).await?.into_iter().map(|(_, v)| v).collect();
+                let sightings = self.sightings_of(std::slice::from_ref(&row.id)).await?.into_iter().map(|(_, v)| v).collect();
                 Ok(row.into_recording(sightings))
             }
 

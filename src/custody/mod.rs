@@ -68,9 +68,7 @@ pub fn entry_hash(body: &EntryBody) -> String {
 
 /// Formats catalog microseconds as the RFC 3339 text used in entries.
 pub fn format_at(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 #[cfg(test)]

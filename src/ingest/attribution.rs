@@ -164,14 +164,12 @@ pub fn attribute(inp: &Inputs<'_>) -> Attribution {
         _ => {}
     }
     let ended_at = sidecar.end_time.as_deref().and_then(parse_time);
-    let duration_ms = sidecar
-        .duration_s
-        .filter(|d| d.is_finite() && *d >= 0.0)
-        .map(|d| (d * 1000.0).round() as i64)
-        .or_else(|| match (started_at, ended_at) {
+    let duration_ms = sidecar.duration_s.filter(|d| d.is_finite() && *d >= 0.0).map(|d| (d * 1000.0).round() as i64).or_else(|| {
+        match (started_at, ended_at) {
             (Some(s), Some(e)) if e >= s => Some((e - s) / 1000),
             _ => None,
-        });
+        }
+    });
     let gps = sidecar.gps.filter(|g| (-90.0..=90.0).contains(&g.lat) && (-180.0..=180.0).contains(&g.lon));
     Attribution {
         device,
@@ -204,7 +202,13 @@ mod tests {
 
     fn run(rel: &str, sidecar: Option<&str>) -> Attribution {
         let p = pats();
-        attribute(&Inputs { rel_path: rel, sidecar: sidecar.map(str::as_bytes), patterns: &p, tz: chrono_tz::UTC, dock_unit: Some("JS/NJ") })
+        attribute(&Inputs {
+            rel_path: rel,
+            sidecar: sidecar.map(str::as_bytes),
+            patterns: &p,
+            tz: chrono_tz::UTC,
+            dock_unit: Some("JS/NJ"),
+        })
     }
 
     #[test]
@@ -216,7 +220,10 @@ mod tests {
 
     #[test]
     fn sidecar_wins_and_conflict_flags_review() {
-        let a = run("BWC1/BWC1_P1_20240315142205_0001.mp4", Some(r#"{"device_serial":"BWC1","officer_id":"P9","gps":{"lat":1.5,"lon":2.5},"duration_s":5}"#));
+        let a = run(
+            "BWC1/BWC1_P1_20240315142205_0001.mp4",
+            Some(r#"{"device_serial":"BWC1","officer_id":"P9","gps":{"lat":1.5,"lon":2.5},"duration_s":5}"#),
+        );
         assert_eq!(a.officer.as_deref(), Some("P9"));
         assert!(a.needs_review);
         assert!(a.review_reasons[0].contains("conflicting officer"), "{:?}", a.review_reasons);

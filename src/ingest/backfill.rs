@@ -50,8 +50,10 @@ pub async fn run(ingestor: Arc<Ingestor>, paths: &[PathBuf], show_progress: bool
     let total: u64 = files.iter().map(|(_, f)| f.fingerprint.size as u64).sum();
     let bar = if show_progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let n = files.len();
     let mut sum = Summary::default();

@@ -292,6 +292,7 @@ impl Ingestor {
             None => {
                 // Gone already (deleted before a crash recorded it, or by someone else).
                 self.catalog.record_release(&s.id, &self.actor()).await?;
+                self.release_sidecar(&path);
             }
             Some(fp) if fp != s.fingerprint => {
                 // It changed after archiving: the scanner will treat it as a new sighting.

@@ -18,6 +18,11 @@ use crate::watch::{self, Settler};
 /// How often the journal is polled for due retries and releases.
 const PUMP_EVERY: Duration = Duration::from_secs(1);
 
+/// A sighting ready for an ingest worker, with its dock.
+type WorkItem = (Arc<DockCtx>, Sighting);
+/// The workers' shared end of the work queue.
+type WorkQueue = Arc<tokio::sync::Mutex<mpsc::Receiver<WorkItem>>>;
+
 /// Shared state of the loops.
 struct Shared {
     /// The pipeline.
@@ -29,16 +34,12 @@ struct Shared {
     /// Snapshots already journaled, so settled files kept on the dock are not re-journaled on every scan.
     journaled: Mutex<HashSet<(std::path::PathBuf, Fingerprint)>>,
     /// Work for the ingest workers.
-    tx: mpsc::Sender<(Arc<DockCtx>, Sighting)>,
+    tx: mpsc::Sender<WorkItem>,
 }
 
 impl Shared {
     fn dock(&self, name: &str) -> Arc<DockCtx> {
-        self.docks
-            .iter()
-            .find(|d| d.name == name)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(DockCtx::backfill(std::path::PathBuf::from("/"))))
+        self.docks.iter().find(|d| d.name == name).cloned().unwrap_or_else(|| Arc::new(DockCtx::backfill(std::path::PathBuf::from("/"))))
     }
 
     async fn enqueue(&self, dock: Arc<DockCtx>, s: Sighting) {
@@ -86,12 +87,7 @@ pub fn start(
     tasks
 }
 
-async fn ingest_worker(
-    shared: Arc<Shared>,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<(Arc<DockCtx>, Sighting)>>>,
-    stop: CancellationToken,
-    hard_stop: CancellationToken,
-) {
+async fn ingest_worker(shared: Arc<Shared>, rx: WorkQueue, stop: CancellationToken, hard_stop: CancellationToken) {
     loop {
         let item = tokio::select! {
             _ = stop.cancelled() => break,

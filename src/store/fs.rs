@@ -95,11 +95,8 @@ impl FsStore {
         let dest = self.path(key)?;
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         let tmp = self.root.join(".tmp").join(uuid::Uuid::new_v4().to_string());
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(StoreError::io(format!("creating {}", tmp.display())))?;
+        let mut out =
+            OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(StoreError::io(format!("creating {}", tmp.display())))?;
         let result = (|| {
             let mut h = Sha256::new();
             let mut buf = vec![0u8; CHUNK];

@@ -283,11 +283,7 @@ impl S3Store {
             .set_parts(Some(
                 (0..parts as usize)
                     .map(|i| {
-                        CompletedPart::builder()
-                            .part_number(i as i32 + 1)
-                            .e_tag(&etags[i])
-                            .checksum_sha256(B64.encode(digests[i]))
-                            .build()
+                        CompletedPart::builder().part_number(i as i32 + 1).e_tag(&etags[i]).checksum_sha256(B64.encode(digests[i])).build()
                     })
                     .collect(),
             ))
@@ -371,8 +367,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn size(&self, key: &str) -> Result<u64> {
-        let head =
-            self.client.head_object().bucket(&self.bucket).key(self.key(key)).send().await.map_err(|e| self.err(key, e))?;
+        let head = self.client.head_object().bucket(&self.bucket).key(self.key(key)).send().await.map_err(|e| self.err(key, e))?;
         Ok(head.content_length().unwrap_or(0).max(0) as u64)
     }
 

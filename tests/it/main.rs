@@ -1,1 +1,10 @@
-fn main(){}
+//! The one integration test binary: real PostgreSQL, real S3 (Garage), real FFmpeg fixtures and
+//! the real daemon binary. Modules: `catalog` and `store` are conformance suites run on every
+//! backend; `daemon` drives `evidenced run` end to end; `cli` the one-shot commands; `systemd`
+//! the unit and the notify protocol.
+
+mod catalog;
+mod daemon;
+mod harness;
+mod store;
+mod systemd;
