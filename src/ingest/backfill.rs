@@ -23,30 +23,32 @@ pub struct Summary {
     pub failed: Vec<(String, String)>,
 }
 
-/// Collects the files under each argument (files as given; directories recursively).
-fn collect(paths: &[PathBuf]) -> Vec<(PathBuf, watch::Seen)> {
+/// Collects the files under each argument (files as given; directories recursively), and the
+/// arguments that could not be read.
+fn collect(paths: &[PathBuf]) -> (Vec<(PathBuf, watch::Seen)>, Vec<(String, String)>) {
     let mut out = Vec::new();
+    let mut failed = Vec::new();
     for p in paths {
         match std::fs::symlink_metadata(p) {
             Ok(m) if m.is_dir() => match watch::scan(p) {
                 Ok(files) => out.extend(files.into_iter().map(|f| (p.clone(), f))),
-                Err(e) => tracing::error!(path = %p.display(), error = %e, "cannot scan"),
+                Err(e) => failed.push((p.display().to_string(), format!("cannot scan: {e}"))),
             },
             Ok(m) if m.is_file() => {
                 let root = p.parent().map(Path::to_path_buf).unwrap_or_default();
                 let rel = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 out.push((root, watch::Seen { path: p.clone(), rel, fingerprint: watch::fingerprint(&m) }));
             }
-            Ok(_) => tracing::warn!(path = %p.display(), "not a regular file or directory; skipped"),
-            Err(e) => tracing::error!(path = %p.display(), error = %e, "cannot read"),
+            Ok(_) => failed.push((p.display().to_string(), "not a regular file or directory".into())),
+            Err(e) => failed.push((p.display().to_string(), e.to_string())),
         }
     }
-    out
+    (out, failed)
 }
 
 /// Imports every file under `paths`.
 pub async fn run(ingestor: Arc<Ingestor>, paths: &[PathBuf], show_progress: bool) -> Summary {
-    let files = collect(paths);
+    let (files, unreadable) = collect(paths);
     let total: u64 = files.iter().map(|(_, f)| f.fingerprint.size as u64).sum();
     let bar = if show_progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -56,7 +58,7 @@ pub async fn run(ingestor: Arc<Ingestor>, paths: &[PathBuf], show_progress: bool
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let n = files.len();
-    let mut sum = Summary::default();
+    let mut sum = Summary { failed: unreadable, ..Default::default() };
     for (i, (root, f)) in files.into_iter().enumerate() {
         bar.set_message(format!("file {}/{n}", i + 1));
         let dock = DockCtx::backfill(root);

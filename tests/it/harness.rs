@@ -88,16 +88,20 @@ pub fn write_random(p: &Path, size: usize, seed: u64) {
 
 // ---------------------------------------------------------------- corpus
 
-/// The fixture corpus (`../shared/fixtures/make-corpus.sh`), generated once per FFmpeg version
-/// into the target directory and reused by later runs.
+/// The fixture corpus (`tests/fixtures/make-corpus.sh`, a copy of `../shared/fixtures`), generated
+/// once per FFmpeg version and script version into the target directory and reused by later runs.
 pub fn corpus() -> PathBuf {
     static CORPUS: OnceLock<PathBuf> = OnceLock::new();
     CORPUS
         .get_or_init(|| {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/make-corpus.sh");
+            // A copy of the shared fixture generator lives in the repository so a clone anywhere works.
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-corpus.sh");
             assert!(script.exists(), "fixture generator missing at {}", script.display());
             let version = Command::new("ffmpeg").arg("-version").output().expect("ffmpeg CLI is required (apt-get install ffmpeg)");
-            let tag = &hex::encode(Sha256::digest(&version.stdout))[..12];
+            let mut h = Sha256::new();
+            h.update(&version.stdout);
+            h.update(std::fs::read(&script).unwrap());
+            let tag = &hex::encode(h.finalize())[..12];
             let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("corpus-{tag}"));
             if !dir.join("manifest.tsv").exists() {
                 let tmp = dir.with_extension("partial");

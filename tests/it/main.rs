@@ -4,6 +4,7 @@
 //! the unit and the notify protocol.
 
 mod catalog;
+mod cli;
 mod daemon;
 mod harness;
 mod store;
