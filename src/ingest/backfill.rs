@@ -20,12 +20,15 @@ pub struct Summary {
     /// Files skipped (already ingested by an earlier run, or empty).
     pub skipped: usize,
     /// Files that failed, with the reason.
-    pub failed: Vec<(String, String)>,
+    pub failed: Failures,
 }
+
+/// Paths that failed, with the reason.
+type Failures = Vec<(String, String)>;
 
 /// Collects the files under each argument (files as given; directories recursively), and the
 /// arguments that could not be read.
-fn collect(paths: &[PathBuf]) -> (Vec<(PathBuf, watch::Seen)>, Vec<(String, String)>) {
+fn collect(paths: &[PathBuf]) -> (Vec<(PathBuf, watch::Seen)>, Failures) {
     let mut out = Vec::new();
     let mut failed = Vec::new();
     for p in paths {
