@@ -165,7 +165,8 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
     tracing::info!(listen = %cfg.api.listen, catalog = catalog.backend(), store = %store.describe(), node = %node, "evidenced running");
 
     let docks: Vec<Arc<DockCtx>> = cfg.dock.iter().cloned().map(|d| Arc::new(DockCtx::new(d))).collect();
-    let mut tasks = runner::start(ingestor, docks, &cfg.ingest, stop.clone(), hard_stop.clone());
+    let live = Arc::new(runner::Liveness::default());
+    let mut tasks = runner::start(ingestor, docks, &cfg.ingest, stop.clone(), hard_stop.clone(), live.clone());
 
     let mut handlers: HashMap<&'static str, Arc<dyn JobHandler>> = HashMap::new();
     handlers.insert(jobs::DELETE_REDUNDANT, Arc::new(jobs::DeleteRedundant { store: store.clone() }));
@@ -196,7 +197,15 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(every / 2) => sd.send(&[sd_notify::NotifyState::Watchdog]),
+                    _ = tokio::time::sleep(every / 2) => {
+                        // Fed only while the ingest loop makes rounds (a round may wait up to the
+                        // catalog's 30 s acquire timeout, well inside WatchdogSec=60).
+                        if live.since_last() < every {
+                            sd.send(&[sd_notify::NotifyState::Watchdog]);
+                        } else {
+                            tracing::error!(stalled_for = ?live.since_last(), "ingest loop stalled; withholding the watchdog ping");
+                        }
+                    }
                 }
             }
         }));

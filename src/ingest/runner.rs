@@ -58,14 +58,43 @@ impl Shared {
     }
 }
 
+/// When the pump loop last completed a round (on a monotonic clock): the systemd
+/// watchdog is fed only while this keeps moving, so a wedged ingest loop gets the unit restarted.
+#[derive(Debug)]
+pub struct Liveness {
+    /// Origin of the clock.
+    origin: Instant,
+    /// Milliseconds since `origin` at the last round.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self { origin: Instant::now(), last: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
+impl Liveness {
+    fn tick(&self) {
+        self.last.store(self.origin.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long ago the last round completed.
+    pub fn since_last(&self) -> Duration {
+        let now = self.origin.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+}
+
 /// Starts every ingest loop; returns their handles. `stop` ends intake; `hard_stop` abandons
-/// in-flight uploads.
+/// in-flight uploads; `live` is ticked by the pump loop.
 pub fn start(
     ingestor: Arc<Ingestor>,
     docks: Vec<Arc<DockCtx>>,
     cfg: &IngestConfig,
     stop: CancellationToken,
     hard_stop: CancellationToken,
+    live: Arc<Liveness>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = mpsc::channel(4096);
     let shared = Arc::new(Shared {
@@ -83,7 +112,7 @@ pub fn start(
     for _ in 0..cfg.concurrency {
         tasks.push(tokio::spawn(ingest_worker(shared.clone(), rx.clone(), stop.clone(), hard_stop.clone())));
     }
-    tasks.push(tokio::spawn(pump(shared, stop)));
+    tasks.push(tokio::spawn(pump(shared, stop, live)));
     tasks
 }
 
@@ -126,9 +155,10 @@ async fn release_if_due(ing: &Ingestor, id: &str) {
 }
 
 /// Resumes due sightings and performs due releases.
-async fn pump(shared: Arc<Shared>, stop: CancellationToken) {
+async fn pump(shared: Arc<Shared>, stop: CancellationToken, live: Arc<Liveness>) {
     let node = shared.ingestor.node.clone();
     loop {
+        live.tick();
         let now = crate::catalog::now_micros();
         match shared.ingestor.catalog.due_sightings(&node, now, 256).await {
             Ok(list) => {
