@@ -38,7 +38,9 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}", get(recordings::get_one))
         .route("/recordings/{id}/original", get(recordings::original))
         .route("/recordings/{id}/custody", get(recordings::custody))
-        .fallback(|| async { ApiError::NotFound });
+        // Unknown /api routes still demand a valid token first: nothing under /api answers
+        // an unauthenticated caller with anything but 401.
+        .fallback(|_caller: auth::Caller| async { ApiError::NotFound });
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -181,6 +181,8 @@ async fn api_access_control(daemon: &Daemon, cam: &serde_json::Value) {
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "unauthorized");
     }
+    assert_eq!(daemon.get_as("/api/v1/no-such-route", "").await.status(), 401);
+    assert_eq!(daemon.get("/api/v1/no-such-route").await.status(), 404);
     // Bad input: 400 with a code naming the problem.
     for q in ["limit=0", "from=yesterday", "cursor=zzz", "bogus=1", "needs_review=maybe"] {
         let r = daemon.get(&format!("/api/v1/recordings?{q}")).await;
@@ -394,4 +396,50 @@ async fn s3_outage_pauses_ingest_without_loss() {
     })
     .await;
     assert_eq!(daemon.get_as("/readyz", "").await.status(), 200);
+}
+
+/// SIGTERM in the middle of a multipart upload: the daemon exits cleanly within 10 s, and the
+/// next start aborts the journaled upload, redoes it and archives the file.
+#[tokio::test]
+async fn sigterm_mid_upload_stops_in_time_and_resumes() {
+    let garage = Garage::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = DaemonSpec::station(dir.path());
+    // Through a 4 MiB/s proxy the 60 MiB upload takes about 15 s, longer than the 7 s grace
+    // period after SIGTERM: the daemon must abandon it safely and still stop within 10 s.
+    let proxy = crate::harness::slow_proxy(garage.port, 4 << 20).await;
+    spec.store_toml = garage.store_toml("sigterm/").replace(&garage.endpoint(), &format!("http://127.0.0.1:{proxy}"));
+    spec.docks.push(("d".into(), String::new()));
+    let mut daemon = Daemon::configure(dir.path(), &spec);
+    let p = daemon.dock("d").join("long.mp4");
+    write_random(&p, 60 << 20, 99);
+    let sha = sha256_file(&p);
+    daemon.start().await;
+    // Wait until the upload is under way (its multipart upload id is journaled).
+    let cat = evidenced::catalog::open(&spec.catalog_url, 1).await.unwrap();
+    let node = daemon.node_id();
+    crate::harness::wait_for("upload to start", Duration::from_secs(30), || {
+        let (cat, node) = (cat.clone(), node.clone());
+        async move {
+            let due = cat.due_sightings(&node, i64::MAX, 10).await.ok()?;
+            due.iter().any(|s| s.upload_id.is_some()).then_some(())
+        }
+    })
+    .await;
+    let t = std::time::Instant::now();
+    assert_eq!(daemon.stop(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(10), "stopped in {:?}", t.elapsed());
+    assert!(p.exists(), "not released before it was archived");
+    daemon.start().await;
+    let recs = daemon.wait_recordings(1, Duration::from_secs(120)).await;
+    assert_eq!(recs[0]["sha256"], sha.as_str());
+    let sdk = crate::harness::sdk_client(&garage).await;
+    crate::harness::wait_for("no stray uploads", Duration::from_secs(20), || {
+        let sdk = sdk.clone();
+        async move {
+            let u = sdk.list_multipart_uploads().bucket(crate::harness::GARAGE_BUCKET).prefix("sigterm/").send().await.ok()?;
+            u.uploads().is_empty().then_some(())
+        }
+    })
+    .await;
 }

@@ -364,6 +364,11 @@ impl Daemon {
         out.lines().last().unwrap().trim().to_string()
     }
 
+    /// The `node.id` written into the config.
+    pub fn node_id(&self) -> String {
+        format!("node-{}", self.port)
+    }
+
     /// A dock directory.
     pub fn dock(&self, name: &str) -> PathBuf {
         self.dir.join("docks").join(name)
@@ -518,4 +523,38 @@ pub async fn sdk_client(g: &Garage) -> aws_sdk_s3::Client {
         .force_path_style(true)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// A TCP proxy to `127.0.0.1:upstream` that forwards request bytes at most `bytes_per_sec`,
+/// so an upload is reliably still in flight when a test interrupts it. Returns its port.
+pub async fn slow_proxy(upstream: u16, bytes_per_sec: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                });
+                let chunk = (bytes_per_sec / 20).max(1);
+                let mut buf = vec![0u8; chunk];
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+    });
+    port
 }
