@@ -11,6 +11,7 @@ pub mod config;
 pub mod custody;
 pub mod ingest;
 pub mod jobs;
+pub mod media;
 pub mod metrics;
 pub mod store;
 pub mod watch;
