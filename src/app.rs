@@ -13,6 +13,7 @@ use crate::catalog::{self, Catalog};
 use crate::config::{Config, LogFormat};
 use crate::ingest::{DockCtx, Ingestor, runner};
 use crate::jobs::{self, JobHandler, JobWorker};
+use crate::media;
 use crate::metrics::Metrics;
 use crate::store::{self, ObjectStore};
 
@@ -156,6 +157,11 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         Ok(n) => tracing::info!(aborted = n, "aborted stray multipart uploads of this node"),
         Err(e) => tracing::warn!(error = %e, "cannot sweep stray uploads now; journaled ones are aborted on retry"),
     }
+    match catalog.release_leases(&node).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "resuming jobs this node left unfinished"),
+        Err(e) => tracing::warn!(error = %e, "cannot release old leases; they expire on their own"),
+    }
     let metrics = Arc::new(Metrics::new());
     let ingestor = ingestor(&cfg, catalog.clone(), store.clone(), metrics.clone(), node.clone());
 
@@ -170,14 +176,27 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
 
     let mut handlers: HashMap<&'static str, Arc<dyn JobHandler>> = HashMap::new();
     handlers.insert(jobs::DELETE_REDUNDANT, Arc::new(jobs::DeleteRedundant { store: store.clone() }));
-    let worker = JobWorker {
+    tasks.push(spawn_job_worker(&catalog, &node, handlers, &stop));
+
+    // Media jobs get their own workers, as many as `media.concurrency` (one x264 encode
+    // already uses every core), so a long transcode never holds up other jobs.
+    let runner = media::Runner::new(cfg.media.clone(), &cfg.node.state_dir)
+        .with_context(|| format!("cannot prepare media temp dir under {} (node.state_dir)", cfg.node.state_dir.display()))?;
+    let actor = format!("node:{node}");
+    let deriver: Arc<dyn JobHandler> = Arc::new(media::Deriver {
         catalog: catalog.clone(),
-        owner: node.clone(),
-        handlers,
-        lease: Duration::from_secs(60),
-        backoff: Duration::from_secs(5),
-    };
-    tasks.push(tokio::spawn(jobs::run_worker(Box::new(worker), stop.clone(), Duration::from_secs(2))));
+        store: store.clone(),
+        runner: runner.clone(),
+        metrics: metrics.clone(),
+        actor,
+    });
+    let clipper: Arc<dyn JobHandler> = Arc::new(media::Clipper { catalog: catalog.clone(), store: store.clone(), runner });
+    for _ in 0..cfg.media.concurrency {
+        let mut handlers: HashMap<&'static str, Arc<dyn JobHandler>> = HashMap::new();
+        handlers.insert(jobs::DERIVE, deriver.clone());
+        handlers.insert(jobs::CLIP, clipper.clone());
+        tasks.push(spawn_job_worker(&catalog, &node, handlers, &stop));
+    }
 
     let app = crate::api::router(crate::api::AppState { catalog: catalog.clone(), store: store.clone(), metrics });
     let server = {
@@ -219,6 +238,23 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts a job worker for `handlers` until `stop`.
+fn spawn_job_worker(
+    catalog: &Arc<dyn Catalog>,
+    node: &str,
+    handlers: HashMap<&'static str, Arc<dyn JobHandler>>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let worker = JobWorker {
+        catalog: catalog.clone(),
+        owner: node.to_string(),
+        handlers,
+        lease: Duration::from_secs(60),
+        backoff: Duration::from_secs(5),
+    };
+    tokio::spawn(jobs::run_worker(Box::new(worker), stop.clone(), Duration::from_secs(1)))
 }
 
 /// Sends a notification to an explicit socket (the variable is gone from our environment).

@@ -73,9 +73,9 @@ pub struct Config {
     /// Retention rules (used by a later issue; accepted now).
     #[serde(default)]
     pub retention: Option<toml::Value>,
-    /// Media derivation (used by a later issue; accepted now).
+    /// Media derivation: proxy bounds and the limits of the isolated media worker.
     #[serde(default)]
-    pub media: Option<toml::Value>,
+    pub media: MediaConfig,
     /// Custody log settings (used by a later issue; accepted now).
     #[serde(default)]
     pub custody: Option<toml::Value>,
@@ -287,6 +287,69 @@ fn default_max_backoff() -> Duration {
     Duration::from_secs(60)
 }
 
+/// `[media]`: proxies, posters, clips, and the child process that makes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Largest proxy/poster/clip height; larger originals are scaled down.
+    #[serde(default = "default_max_height")]
+    pub max_height: u32,
+    /// Proxy video bitrate (bits/s); also the VBV max rate.
+    #[serde(default = "default_vbitrate")]
+    pub video_bitrate: u64,
+    /// Proxy audio bitrate (bits/s).
+    #[serde(default = "default_abitrate")]
+    pub audio_bitrate: u64,
+    /// Wall-clock limit per media worker run.
+    #[serde(default = "default_media_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Address-space limit of the media worker in MiB (counts thread stacks; 4K needs 1-2 GiB).
+    #[serde(default = "default_media_memory")]
+    pub memory_limit_mib: u64,
+    /// Media jobs run at once on this node (x264 uses every core by itself).
+    #[serde(default = "default_media_concurrency")]
+    pub concurrency: usize,
+    /// Niceness of the media worker (higher = lower priority than the daemon).
+    #[serde(default = "default_media_nice")]
+    pub nice: i32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_height: default_max_height(),
+            video_bitrate: default_vbitrate(),
+            audio_bitrate: default_abitrate(),
+            timeout: default_media_timeout(),
+            memory_limit_mib: default_media_memory(),
+            concurrency: default_media_concurrency(),
+            nice: default_media_nice(),
+        }
+    }
+}
+
+fn default_max_height() -> u32 {
+    720
+}
+fn default_vbitrate() -> u64 {
+    2_500_000
+}
+fn default_abitrate() -> u64 {
+    128_000
+}
+fn default_media_timeout() -> Duration {
+    Duration::from_secs(1800)
+}
+fn default_media_memory() -> u64 {
+    2048
+}
+fn default_media_concurrency() -> usize {
+    1
+}
+fn default_media_nice() -> i32 {
+    10
+}
+
 /// `[log]`: logging.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -444,6 +507,15 @@ impl Config {
             let secret = std::fs::read_to_string(f)
                 .map_err(|e| self.key_err("store.secret_access_key_file", format!("cannot read {}: {e}", f.display())))?;
             self.store.secret_access_key = Some(secret.trim().to_string());
+        }
+        if !(144..=4320).contains(&self.media.max_height) {
+            return Err(self.key_err("media.max_height", "must be between 144 and 4320"));
+        }
+        if self.media.concurrency == 0 {
+            return Err(self.key_err("media.concurrency", "must be at least 1"));
+        }
+        if self.media.memory_limit_mib < 256 {
+            return Err(self.key_err("media.memory_limit_mib", "must be at least 256 (decoders need room)"));
         }
         if self.ingest.concurrency == 0 {
             return Err(self.key_err("ingest.concurrency", "must be at least 1"));

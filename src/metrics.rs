@@ -21,6 +21,10 @@ pub struct Metrics {
     pub ingest_errors: Counter,
     /// Settled files waiting for or in ingest on this node.
     pub ingest_pending: Gauge,
+    /// Seconds from a file settling on a dock to its proxy being playable.
+    pub settle_to_playable: Histogram,
+    /// Proxy generation speed as a multiple of real time.
+    pub transcode_speed: Histogram,
     /// Jobs queued in the catalog (all nodes).
     pub jobs_queued: Gauge,
     /// Jobs leased right now (all nodes).
@@ -42,6 +46,8 @@ impl Metrics {
         let ingest_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
         let ingest_errors = Counter::default();
         let ingest_pending = Gauge::default();
+        let settle_to_playable = Histogram::new(exponential_buckets(0.5, 2.0, 14));
+        let transcode_speed = Histogram::new(exponential_buckets(0.125, 2.0, 10));
         let jobs_queued = Gauge::default();
         let jobs_running = Gauge::default();
         registry.register("files_ingested", "Originals archived as new recordings", files_ingested.clone());
@@ -49,9 +55,22 @@ impl Metrics {
         registry.register("ingest_duration_seconds", "Time from pick-up to catalog commit", ingest_seconds.clone());
         registry.register("ingest_errors", "Failed ingest attempts (retried)", ingest_errors.clone());
         registry.register("ingest_pending", "Settled files waiting for or in ingest on this node", ingest_pending.clone());
+        registry.register("settle_to_playable_seconds", "Time from dock settle to playable proxy", settle_to_playable.clone());
+        registry.register("transcode_speed_ratio", "Proxy generation speed (x real time)", transcode_speed.clone());
         registry.register("jobs_queued", "Jobs waiting in the queue", jobs_queued.clone());
         registry.register("jobs_running", "Jobs currently leased", jobs_running.clone());
-        Self { registry, files_ingested, bytes_ingested, ingest_seconds, ingest_errors, ingest_pending, jobs_queued, jobs_running }
+        Self {
+            registry,
+            files_ingested,
+            bytes_ingested,
+            ingest_seconds,
+            ingest_errors,
+            ingest_pending,
+            settle_to_playable,
+            transcode_speed,
+            jobs_queued,
+            jobs_running,
+        }
     }
 
     /// Prometheus text exposition.

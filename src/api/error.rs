@@ -28,6 +28,14 @@ pub enum ApiError {
     /// 404: absent or outside the caller's scope (indistinguishable on purpose).
     #[error("not found")]
     NotFound,
+    /// 404 with a specific code (e.g. `no_poster`): the thing exists but this part does not.
+    #[error("{message}")]
+    Missing {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Human message.
+        message: String,
+    },
     /// 416: the range lies outside the object.
     #[error("range not satisfiable")]
     RangeNotSatisfiable(u64),
@@ -40,6 +48,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 404 with a specific code.
+    pub fn missing(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Missing { code, message: message.into() }
+    }
+
     /// A 400 with a code.
     pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::BadRequest { code, message: message.into() }
@@ -73,6 +86,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", self.to_string()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
+            ApiError::Missing { code, message } => (StatusCode::NOT_FOUND, *code, message.clone()),
             ApiError::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", self.to_string()),
             ApiError::Unavailable(m) => {
                 tracing::warn!(error = %m, "API dependency unavailable");

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+mod media;
 mod recordings;
 
 use std::sync::Arc;
@@ -38,6 +39,11 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}", get(recordings::get_one))
         .route("/recordings/{id}/original", get(recordings::original))
         .route("/recordings/{id}/custody", get(recordings::custody))
+        .route("/recordings/{id}/proxy", get(media::proxy))
+        .route("/recordings/{id}/poster", get(media::poster))
+        .route("/recordings/{id}/clips", axum::routing::post(media::create_clip))
+        .route("/clips/{id}", get(media::get_clip))
+        .route("/clips/{id}/media", get(media::clip_media))
         // Unknown /api routes still demand a valid token first: nothing under /api answers
         // an unauthenticated caller with anything but 401.
         .fallback(|_caller: auth::Caller| async { ApiError::NotFound });

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use super::auth::Caller;
 use super::{ApiError, AppState};
-use crate::catalog::{Recording, RecordingFilter};
+use crate::catalog::{ObjectRef, Recording, RecordingFilter};
 
 const FILTER_KEYS: [&str; 11] = ["officer", "device", "unit", "case", "category", "from", "to", "state", "needs_review", "limit", "cursor"];
 
@@ -89,7 +89,7 @@ pub async fn list(
 }
 
 /// Loads a recording the caller may see, or 404.
-async fn visible(st: &AppState, caller: &Caller, id: &str) -> Result<Recording, ApiError> {
+pub async fn visible(st: &AppState, caller: &Caller, id: &str) -> Result<Recording, ApiError> {
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
         return Err(ApiError::NotFound);
     }
@@ -149,33 +149,42 @@ pub async fn original(
 ) -> Result<Response, ApiError> {
     caller.require(&["supervisor", "archivist", "auditor"])?;
     let r = visible(&st, &caller, &id).await?;
-    let size = r.size as u64;
-    let etag = format!("\"{}\"", r.sha256);
-    let digest = format!("sha-256=:{}:", STANDARD.encode(hex::decode(&r.sha256).unwrap_or_default()));
+    let obj =
+        ObjectRef { key: r.object_key.clone(), sha256: r.sha256.clone(), size: r.size, content_type: content_type(&r.extension).into() };
+    serve_object(&st, &headers, &obj, Some(&r.original_name)).await
+}
+
+/// Serves a stored object: single and suffix Range (206, 416), strong ETag (its SHA-256),
+/// `Repr-Digest` always and `Content-Digest` on 200, `If-None-Match`, `If-Range`; never compressed.
+pub async fn serve_object(st: &AppState, headers: &HeaderMap, obj: &ObjectRef, download_name: Option<&str>) -> Result<Response, ApiError> {
+    let size = obj.size as u64;
+    let etag = format!("\"{}\"", obj.sha256);
+    let digest = format!("sha-256=:{}:", STANDARD.encode(hex::decode(&obj.sha256).unwrap_or_default()));
     let mut h = HeaderMap::new();
     let hv = |s: &str| HeaderValue::from_str(s).map_err(|e| ApiError::Internal(e.to_string()));
     h.insert(header::ETAG, hv(&etag)?);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert("repr-digest", hv(&digest)?);
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&r.extension)));
+    h.insert(header::CONTENT_TYPE, hv(&obj.content_type)?);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    let disposition = format!("attachment; filename*=UTF-8''{}", pct_encode(&r.original_name));
-    h.insert(header::CONTENT_DISPOSITION, hv(&disposition)?);
+    if let Some(name) = download_name {
+        h.insert(header::CONTENT_DISPOSITION, hv(&format!("attachment; filename*=UTF-8''{}", pct_encode(name)))?);
+    }
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
         return Ok((StatusCode::NOT_MODIFIED, h).into_response());
     }
     // If-Range with another validator: send the whole object.
     let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == etag);
-    let range = if if_range_ok { requested_range(&headers, size)? } else { None };
+    let range = if if_range_ok { requested_range(headers, size)? } else { None };
     match range {
         Some((start, len)) => {
-            let body = st.store.get(&r.object_key, Some((start, len))).await?;
+            let body = st.store.get(&obj.key, Some((start, len))).await?;
             h.insert(header::CONTENT_RANGE, hv(&format!("bytes {}-{}/{}", start, start + len - 1, size))?);
             h.insert(header::CONTENT_LENGTH, hv(&len.to_string())?);
             Ok((StatusCode::PARTIAL_CONTENT, h, Body::from_stream(body)).into_response())
         }
         None => {
-            let body = st.store.get(&r.object_key, None).await?;
+            let body = st.store.get(&obj.key, None).await?;
             h.insert("content-digest", hv(&digest)?);
             h.insert(header::CONTENT_LENGTH, hv(&size.to_string())?);
             Ok((StatusCode::OK, h, Body::from_stream(body)).into_response())

@@ -245,11 +245,11 @@ pub struct Recording {
     pub media_state: String,
     /// `media_state == "ready"`.
     pub playable: bool,
-    /// Why media failed (set by the media issue).
+    /// Why media derivation failed (the original stays archived).
     pub media_error: Option<String>,
-    /// Partial-decode note (set by the media issue).
+    /// Partial-decode note, e.g. "decoded 3.0 s of 6.0 s".
     pub media_warning: Option<String>,
-    /// Probe results (set by the media issue).
+    /// Probe results.
     pub media: Option<serde_json::Value>,
     /// Where and when it was seen on docks.
     pub sightings: Vec<SightingView>,
@@ -268,6 +268,99 @@ pub struct Recording {
     /// Sort key (start if known and plausible, else archive time); cursor paging uses it.
     #[serde(skip)]
     pub sort_at: i64,
+    /// The browser-playable proxy, once made.
+    #[serde(skip)]
+    pub proxy: Option<ObjectRef>,
+    /// The poster frame, once made (never for audio).
+    #[serde(skip)]
+    pub poster: Option<ObjectRef>,
+}
+
+/// A stored derivative object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectRef {
+    /// Store key.
+    pub key: String,
+    /// SHA-256 hex of its bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// MIME type served.
+    pub content_type: String,
+}
+
+/// The outcome of deriving media for a recording.
+#[derive(Debug, Clone, Default)]
+pub struct MediaUpdate {
+    /// `ready` or `failed`.
+    pub state: String,
+    /// Probe results.
+    pub media: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Partial decode note.
+    pub warning: Option<String>,
+    /// The proxy.
+    pub proxy: Option<ObjectRef>,
+    /// The poster.
+    pub poster: Option<ObjectRef>,
+    /// Start time from the container, used only when attribution had none.
+    pub started_at: Option<i64>,
+    /// Position from the container, used only when attribution had none.
+    pub gps: Option<(f64, f64)>,
+    /// Duration from the container, used only when attribution had none.
+    pub duration_ms: Option<i64>,
+}
+
+/// A clip request.
+#[derive(Debug, Clone)]
+pub struct NewClip {
+    /// Source recording.
+    pub recording_id: String,
+    /// Range start, ms.
+    pub start_ms: i64,
+    /// Range end (exclusive), ms.
+    pub end_ms: i64,
+    /// Frame-accurate re-encode instead of keyframe stream copy.
+    pub accurate: bool,
+    /// Why the clip is made (recorded in the custody log).
+    pub reason: String,
+    /// Who asked.
+    pub actor: String,
+}
+
+/// A clip: a derivative with its own hash and lineage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Clip {
+    /// Clip id.
+    pub id: String,
+    /// Source recording.
+    pub recording_id: String,
+    /// Range start, ms.
+    pub start_ms: i64,
+    /// Range end, ms.
+    pub end_ms: i64,
+    /// Frame-accurate?
+    pub accurate: bool,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub actor: String,
+    /// `pending`, `ready`, `failed`.
+    pub state: String,
+    /// SHA-256 of the clip bytes.
+    pub sha256: Option<String>,
+    /// Size.
+    pub size: Option<i64>,
+    /// MIME type.
+    pub content_type: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Created, RFC 3339.
+    pub created_at: String,
+    /// Store key (not shown).
+    #[serde(skip)]
+    pub object_key: Option<String>,
 }
 
 /// A sighting as shown on a recording.
@@ -416,6 +509,16 @@ pub trait Catalog: Send + Sync {
     /// Appends a custody event not tied to another change.
     async fn append_custody(&self, kind: &str, actor: &str, recording_id: Option<&str>, details: serde_json::Value) -> Result<i64>;
 
+    /// Records the outcome of media derivation (with a `derived` custody event) and fills
+    /// attribution gaps from the container.
+    async fn set_media(&self, id: &str, upd: &MediaUpdate, actor: &str) -> Result<()>;
+    /// Records a clip request and queues its job, in one transaction.
+    async fn create_clip(&self, c: &NewClip) -> Result<Clip>;
+    /// One clip.
+    async fn clip(&self, id: &str) -> Result<Clip>;
+    /// Records a finished clip (with a `clipped` custody event carrying its lineage) or its failure.
+    async fn finish_clip(&self, id: &str, result: std::result::Result<ObjectRef, String>) -> Result<()>;
+
     /// Queues a job unless one with the same (kind, dedupe_key) exists.
     async fn enqueue(&self, kind: &str, dedupe_key: &str, payload: &serde_json::Value, priority: i64, run_at: i64) -> Result<bool>;
     /// Leases the next due job of one of `kinds` (or one whose lease expired).
@@ -426,6 +529,9 @@ pub trait Catalog: Send + Sync {
     async fn complete(&self, job_id: &str, token: &str) -> Result<()>;
     /// Releases a job for a later retry.
     async fn retry_later(&self, job_id: &str, token: &str, error: &str, run_at: i64) -> Result<()>;
+    /// Expires the leases `owner` holds; called at start, when none of its jobs can be running,
+    /// so a restarted node resumes its unfinished jobs at once instead of after the lease.
+    async fn release_leases(&self, owner: &str) -> Result<u64>;
     /// Counts for metrics.
     async fn queue_depth(&self) -> Result<QueueDepth>;
 

@@ -34,6 +34,60 @@ pub(super) struct RecordingRow {
     pub media_state: String,
     pub archived_at: i64,
     pub sort_at: i64,
+    pub media: Option<String>,
+    pub media_error: Option<String>,
+    pub media_warning: Option<String>,
+    pub proxy_key: Option<String>,
+    pub proxy_sha256: Option<String>,
+    pub proxy_size: Option<i64>,
+    pub proxy_type: Option<String>,
+    pub poster_key: Option<String>,
+    pub poster_sha256: Option<String>,
+    pub poster_size: Option<i64>,
+}
+
+fn object_ref(key: Option<String>, sha: Option<String>, size: Option<i64>, ct: Option<String>) -> Option<super::ObjectRef> {
+    Some(super::ObjectRef { key: key?, sha256: sha?, size: size?, content_type: ct? })
+}
+
+/// A `clips` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct ClipRow {
+    pub id: String,
+    pub recording_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub accurate: bool,
+    pub reason: String,
+    pub actor: String,
+    pub state: String,
+    pub object_key: Option<String>,
+    pub sha256: Option<String>,
+    pub size: Option<i64>,
+    pub content_type: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+}
+
+impl From<ClipRow> for super::Clip {
+    fn from(r: ClipRow) -> Self {
+        super::Clip {
+            id: r.id,
+            recording_id: r.recording_id,
+            start_ms: r.start_ms,
+            end_ms: r.end_ms,
+            accurate: r.accurate,
+            reason: r.reason,
+            actor: r.actor,
+            state: r.state,
+            sha256: r.sha256,
+            size: r.size,
+            content_type: r.content_type,
+            error: r.error,
+            created_at: format_at(r.created_at),
+            object_key: r.object_key,
+        }
+    }
 }
 
 impl RecordingRow {
@@ -65,9 +119,9 @@ impl RecordingRow {
             review_reasons: serde_json::from_str(&self.review_reasons).unwrap_or_default(),
             state: self.state,
             media_state: self.media_state,
-            media_error: None,
-            media_warning: None,
-            media: None,
+            media_error: self.media_error,
+            media_warning: self.media_warning,
+            media: self.media.as_deref().and_then(|m| serde_json::from_str(m).ok()),
             sightings,
             archived_at: format_at(self.archived_at),
             retention_until: None,
@@ -76,6 +130,8 @@ impl RecordingRow {
             timestamped: false,
             attribution: serde_json::from_str(&self.attribution).unwrap_or_default(),
             sort_at: self.sort_at,
+            proxy: object_ref(self.proxy_key, self.proxy_sha256, self.proxy_size, self.proxy_type),
+            poster: object_ref(self.poster_key, self.poster_sha256, self.poster_size, Some("image/jpeg".into())),
         }
     }
 }
@@ -504,6 +560,19 @@ macro_rules! impl_catalog {
                     d["original_name"] = rec.original_name.clone().into();
                     d["attribution"] = serde_json::to_value(a).unwrap_or_default();
                     Self::append_in(&mut tx, $crate::custody::kind::ARCHIVED, actor, Some(sighting_id), d).await?;
+                    // Media derivation is queued with the commit; newer recordings first.
+                    sqlx::query(
+                        "INSERT INTO jobs (id, kind, dedupe_key, payload, priority, state, run_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6) ON CONFLICT (kind, dedupe_key) DO NOTHING",
+                    )
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind($crate::jobs::DERIVE)
+                    .bind(sighting_id)
+                    .bind(serde_json::json!({"recording_id": sighting_id}).to_string())
+                    .bind(now / 1_000_000)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                     (ArchiveOutcome::Archived(sighting_id.to_string()), "archived")
                 };
                 let rid = match &outcome {
@@ -657,6 +726,151 @@ macro_rules! impl_catalog {
                 Ok(seq)
             }
 
+            async fn set_media(&self, id: &str, u: &$crate::catalog::MediaUpdate, actor: &str) -> $crate::catalog::Result<()> {
+                let mut tx = self.write_tx().await?;
+                let now = $crate::catalog::now_micros();
+                let (pk, ps, pz, pt) = match &u.proxy {
+                    Some(o) => (Some(o.key.clone()), Some(o.sha256.clone()), Some(o.size), Some(o.content_type.clone())),
+                    None => (None, None, None, None),
+                };
+                let (qk, qs, qz) = match &u.poster {
+                    Some(o) => (Some(o.key.clone()), Some(o.sha256.clone()), Some(o.size)),
+                    None => (None, None, None),
+                };
+                let n = sqlx::query(
+                    "UPDATE recordings SET media_state = $2, media = $3, media_error = $4, media_warning = $5, \
+                     proxy_key = $6, proxy_sha256 = $7, proxy_size = $8, proxy_type = $9, \
+                     poster_key = $10, poster_sha256 = $11, poster_size = $12, media_ready_at = $13, \
+                     sort_at = CASE WHEN started_at IS NULL AND $14 IS NOT NULL THEN $14 ELSE sort_at END, \
+                     started_at = COALESCE(started_at, $14), \
+                     gps_lat = CASE WHEN gps_lat IS NULL THEN $15 ELSE gps_lat END, \
+                     gps_lon = CASE WHEN gps_lat IS NULL THEN $16 ELSE gps_lon END, \
+                     duration_ms = COALESCE(duration_ms, $17) WHERE id = $1",
+                )
+                .bind(id)
+                .bind(&u.state)
+                .bind(u.media.as_ref().map(|m| m.to_string()))
+                .bind(&u.error)
+                .bind(&u.warning)
+                .bind(pk)
+                .bind(ps)
+                .bind(pz)
+                .bind(pt)
+                .bind(qk)
+                .bind(qs)
+                .bind(qz)
+                .bind(now)
+                .bind(u.started_at)
+                .bind(u.gps.map(|g| g.0))
+                .bind(u.gps.map(|g| g.1))
+                .bind(u.duration_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err($crate::catalog::CatalogError::NotFound(format!("recording {id}")));
+                }
+                let d = serde_json::json!({
+                    "media_state": u.state, "error": u.error, "warning": u.warning,
+                    "proxy": u.proxy, "poster": u.poster,
+                });
+                Self::append_in(&mut tx, $crate::custody::kind::DERIVED, actor, Some(id), d).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_clip(&self, c: &$crate::catalog::NewClip) -> $crate::catalog::Result<$crate::catalog::Clip> {
+                let mut tx = self.write_tx().await?;
+                let id = uuid::Uuid::now_v7().to_string();
+                let now = $crate::catalog::now_micros();
+                sqlx::query(
+                    "INSERT INTO clips (id, recording_id, start_ms, end_ms, accurate, reason, actor, state, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+                )
+                .bind(&id)
+                .bind(&c.recording_id)
+                .bind(c.start_ms)
+                .bind(c.end_ms)
+                .bind(c.accurate)
+                .bind(&c.reason)
+                .bind(&c.actor)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO jobs (id, kind, dedupe_key, payload, priority, state, run_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6)",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind($crate::jobs::CLIP)
+                .bind(&id)
+                .bind(serde_json::json!({"clip_id": id}).to_string())
+                // Someone is waiting for a clip: ahead of background derivation.
+                .bind(i64::MAX / 2)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let row: $crate::catalog::sql::ClipRow =
+                    sqlx::query_as("SELECT * FROM clips WHERE id = $1").bind(&id).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(row.into())
+            }
+
+            async fn clip(&self, id: &str) -> $crate::catalog::Result<$crate::catalog::Clip> {
+                let row: Option<$crate::catalog::sql::ClipRow> =
+                    sqlx::query_as("SELECT * FROM clips WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                row.map(Into::into).ok_or_else(|| $crate::catalog::CatalogError::NotFound(format!("clip {id}")))
+            }
+
+            async fn finish_clip(
+                &self,
+                id: &str,
+                result: std::result::Result<$crate::catalog::ObjectRef, String>,
+            ) -> $crate::catalog::Result<()> {
+                let mut tx = self.write_tx().await?;
+                let c: $crate::catalog::sql::ClipRow = sqlx::query_as("SELECT * FROM clips WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| $crate::catalog::CatalogError::NotFound(format!("clip {id}")))?;
+                if c.state != "pending" {
+                    return Ok(());
+                }
+                let now = $crate::catalog::now_micros();
+                match result {
+                    Ok(o) => {
+                        sqlx::query(
+                            "UPDATE clips SET state = 'ready', object_key = $2, sha256 = $3, size = $4, content_type = $5, \
+                             finished_at = $6 WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(&o.key)
+                        .bind(&o.sha256)
+                        .bind(o.size)
+                        .bind(&o.content_type)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        let d = serde_json::json!({
+                            "clip": id, "source_recording": c.recording_id, "start_ms": c.start_ms, "end_ms": c.end_ms,
+                            "accurate": c.accurate, "requested_by": c.actor, "reason": c.reason,
+                            "sha256": o.sha256, "size": o.size, "object_key": o.key,
+                        });
+                        Self::append_in(&mut tx, $crate::custody::kind::CLIPPED, &c.actor, Some(&c.recording_id), d).await?;
+                    }
+                    Err(e) => {
+                        sqlx::query("UPDATE clips SET state = 'failed', error = $2, finished_at = $3 WHERE id = $1")
+                            .bind(id)
+                            .bind(e)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn enqueue(
                 &self,
                 kind: &str,
@@ -776,6 +990,15 @@ macro_rules! impl_catalog {
                 .await?
                 .rows_affected();
                 if n == 1 { Ok(()) } else { Err($crate::catalog::CatalogError::LeaseLost(job_id.to_string())) }
+            }
+
+            async fn release_leases(&self, owner: &str) -> $crate::catalog::Result<u64> {
+                let n = sqlx::query("UPDATE jobs SET lease_until = 0 WHERE lease_owner = $1 AND state = 'running'")
+                    .bind(owner)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n)
             }
 
             async fn queue_depth(&self) -> $crate::catalog::Result<$crate::catalog::QueueDepth> {

@@ -23,6 +23,10 @@ pub mod kind {
     pub const ZERO_LENGTH_SEEN: &str = "zero_length_seen";
     /// A file changed between settling and the end of its read; it will be taken again.
     pub const CHANGED_DURING_INGEST: &str = "changed_during_ingest";
+    /// Proxy and poster were derived (or derivation failed).
+    pub const DERIVED: &str = "derived";
+    /// A clip was cut from a recording.
+    pub const CLIPPED: &str = "clipped";
     /// An API principal was created or revoked.
     pub const PRINCIPAL: &str = "principal";
 }

@@ -15,6 +15,10 @@ use crate::catalog::{Catalog, CatalogError, Job};
 
 /// Job kind: delete the redundant upload of a duplicate sighting.
 pub const DELETE_REDUNDANT: &str = "delete_redundant";
+/// Job kind: probe a recording and make its proxy and poster.
+pub const DERIVE: &str = "derive";
+/// Job kind: cut a clip.
+pub const CLIP: &str = "clip";
 
 /// What a worker reports after one unit of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

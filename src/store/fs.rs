@@ -151,6 +151,10 @@ impl ObjectStore for FsStore {
         format!("fs:{}", self.root.display())
     }
 
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
+
     async fn put_file(&self, key: &str, file: File, size: u64, _journal: &dyn UploadJournal) -> Result<PutReceipt> {
         let this = FsStore { root: self.root.clone(), readback: self.readback };
         let key = key.to_string();

@@ -108,6 +108,11 @@ impl UploadJournal for NoJournal {
 pub trait ObjectStore: Send + Sync {
     /// Human description for logs and errors (`fs:/var/archive`, `s3://bucket/prefix@endpoint`).
     fn describe(&self) -> String;
+    /// A local, seekable path of the object when the store has one (`fs`), so media workers can
+    /// read it in place instead of from a temporary copy.
+    fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
     /// Stores the first `size` bytes of `file` under `key`, reading it exactly once. Fails with
     /// `SourceChanged` if the file does not have exactly `size` bytes.
     async fn put_file(&self, key: &str, file: std::fs::File, size: u64, journal: &dyn UploadJournal) -> Result<PutReceipt>;

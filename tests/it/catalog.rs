@@ -232,6 +232,13 @@ async fn jobs_lease_retry_and_fencing(c: Arc<dyn Catalog>) {
     c.retry_later(&j1.id, &j1.lease_token, "again", 0).await.expect_err("lease already given up");
     let d = c.queue_depth().await.unwrap();
     assert_eq!((d.queued, d.running), (2, 0));
+
+    // A restarted node releases the leases it held, so its jobs resume at once.
+    assert!(c.enqueue("k", "c", &serde_json::json!({}), 100, catalog::now_micros()).await.unwrap());
+    let j3 = c.claim(&["k"], "w9", 3_600_000_000).await.unwrap().unwrap();
+    assert_eq!(c.release_leases("w9").await.unwrap(), 1);
+    let again = c.claim(&["k"], "w10", 60_000_000).await.unwrap().unwrap();
+    assert_eq!(again.id, j3.id);
 }
 both!(jobs_lease_retry_and_fencing);
 
@@ -304,3 +311,66 @@ async fn unreachable_postgres_is_transient_and_named() {
     assert!(e.is_transient(), "{e}");
     assert!(!catalog::CatalogError::Conflict("x".into()).is_transient());
 }
+
+async fn media_results_and_clips(c: Arc<dyn Catalog>) {
+    let (s, _) = c.record_sighting(&sighting(b"/dock/m.mp4", 10)).await.unwrap();
+    let mut rec = recording(&"b".repeat(64), &s.id);
+    rec.attribution.started_at = None;
+    rec.attribution.gps = None;
+    c.commit_archive(&s.id, &rec, "node:n1", None).await.unwrap();
+    // Archiving queued the derive job with the commit.
+    let job = c.claim(&[evidenced::jobs::DERIVE], "w", 60_000_000).await.unwrap().unwrap();
+    assert_eq!(job.payload["recording_id"], s.id.as_str());
+    let before = c.recording(&s.id).await.unwrap();
+    assert_eq!((before.media_state.as_str(), before.playable), ("pending", false));
+
+    let proxy = catalog::ObjectRef { key: "derived/p".into(), sha256: "c".repeat(64), size: 5, content_type: "video/mp4".into() };
+    let upd = catalog::MediaUpdate {
+        state: "ready".into(),
+        media: Some(serde_json::json!({"duration_ms": 6000, "has_video": true})),
+        warning: Some("decoded 3.0 s of 6.0 s".into()),
+        proxy: Some(proxy.clone()),
+        started_at: Some(1_710_000_000_000_000),
+        gps: Some((40.7, -74.0)),
+        duration_ms: Some(6000),
+        ..Default::default()
+    };
+    c.set_media(&s.id, &upd, "node:n1").await.unwrap();
+    let r = c.recording(&s.id).await.unwrap();
+    assert!(r.playable);
+    assert_eq!(r.media_warning.as_deref(), Some("decoded 3.0 s of 6.0 s"));
+    assert_eq!(r.proxy, Some(proxy));
+    assert!(r.poster.is_none());
+    assert_eq!(r.media.unwrap()["duration_ms"], 6000);
+    assert_eq!(r.started_at.as_deref(), Some("2024-03-09T16:00:00.000000Z"), "container time fills the gap");
+    assert_eq!(r.location.unwrap()["lat"], 40.7);
+    assert_eq!(r.sort_at, 1_710_000_000_000_000);
+
+    let clip = c
+        .create_clip(&catalog::NewClip {
+            recording_id: s.id.clone(),
+            start_ms: 1000,
+            end_ms: 3000,
+            accurate: false,
+            reason: "for the DA".into(),
+            actor: "sup".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(clip.state, "pending");
+    let job = c.claim(&[evidenced::jobs::CLIP], "w", 60_000_000).await.unwrap().unwrap();
+    assert_eq!(job.payload["clip_id"], clip.id.as_str());
+    let obj = catalog::ObjectRef { key: "derived/c".into(), sha256: "d".repeat(64), size: 3, content_type: "video/mp4".into() };
+    c.finish_clip(&clip.id, Ok(obj)).await.unwrap();
+    let done = c.clip(&clip.id).await.unwrap();
+    assert_eq!((done.state.as_str(), done.sha256.as_deref()), ("ready", Some("d".repeat(64).as_str())));
+    let events = c.custody_events(Some(&s.id), 0, 100).await.unwrap();
+    let clipped = events.iter().find(|e| e.body.kind == "clipped").unwrap();
+    assert_eq!(clipped.body.actor, "sup");
+    assert_eq!(clipped.body.details["reason"], "for the DA");
+    assert_eq!(clipped.body.details["start_ms"], 1000);
+    assert!(events.iter().any(|e| e.body.kind == "derived"));
+    assert!(matches!(c.clip("nope").await, Err(CatalogError::NotFound(_))));
+    assert_chain_valid(c.as_ref()).await;
+}
+both!(media_results_and_clips);

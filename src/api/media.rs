@@ -1,0 +1,135 @@
+//! Media routes: the proxy and poster of a recording, and clips (request, status, bytes).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::recordings::{serve_object, visible};
+use super::{ApiError, AppState};
+use crate::catalog::{Clip, NewClip};
+
+/// `GET /api/v1/recordings/{id}/proxy`.
+pub async fn proxy(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let r = visible(&st, &caller, &id).await?;
+    let obj = r.proxy.ok_or_else(|| match r.media_state.as_str() {
+        "failed" => ApiError::missing("no_proxy", format!("media could not be derived: {}", r.media_error.unwrap_or_default())),
+        _ => ApiError::missing("no_proxy", "the proxy is not ready yet"),
+    })?;
+    serve_object(&st, &headers, &obj, None).await
+}
+
+/// `GET /api/v1/recordings/{id}/poster`; audio recordings have none (404 `no_poster`).
+pub async fn poster(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let r = visible(&st, &caller, &id).await?;
+    let audio_only = r.media.as_ref().is_some_and(|m| m["has_video"] == false);
+    let obj = r.poster.ok_or_else(|| {
+        if audio_only {
+            ApiError::missing("no_poster", "audio recordings have no poster")
+        } else {
+            ApiError::missing("no_poster", format!("no poster (media {})", r.media_state))
+        }
+    })?;
+    serve_object(&st, &headers, &obj, None).await
+}
+
+/// Body of `POST .../clips`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipRequest {
+    /// Range start, ms.
+    start_ms: i64,
+    /// Range end (exclusive), ms.
+    end_ms: i64,
+    /// Frame-accurate re-encode.
+    #[serde(default)]
+    accurate: bool,
+    /// Why the clip is made.
+    #[serde(default)]
+    reason: String,
+}
+
+fn clip_json(c: &Clip) -> serde_json::Value {
+    serde_json::to_value(c).unwrap_or_default()
+}
+
+/// `POST /api/v1/recordings/{id}/clips`: 201 when the clip is ready within a few seconds,
+/// else 202; it then appears at `GET /api/v1/clips/{id}`.
+pub async fn create_clip(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<ClipRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&["supervisor", "archivist"])?;
+    let Json(req) = body.map_err(|e| ApiError::bad("invalid_body", e.body_text()))?;
+    let r = visible(&st, &caller, &id).await?;
+    if req.start_ms < 0 || req.end_ms <= req.start_ms {
+        return Err(ApiError::bad("invalid_range", "need 0 <= start_ms < end_ms"));
+    }
+    if let Some(d) = r.media.as_ref().and_then(|m| m["duration_ms"].as_i64()).or(r.duration_ms) {
+        if req.start_ms >= d {
+            return Err(ApiError::bad("invalid_range", format!("start_ms is beyond the recording's {d} ms")));
+        }
+    }
+    if req.reason.len() > 2000 {
+        return Err(ApiError::bad("invalid_body", "reason is longer than 2000 characters"));
+    }
+    let clip = st
+        .catalog
+        .create_clip(&NewClip {
+            recording_id: r.id.clone(),
+            start_ms: req.start_ms,
+            end_ms: req.end_ms,
+            accurate: req.accurate,
+            reason: req.reason,
+            actor: caller.0.name.clone(),
+        })
+        .await?;
+    let deadline = tokio::time::Instant::now() + crate::media::CLIP_WAIT;
+    let mut current = clip;
+    while current.state == "pending" && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        current = st.catalog.clip(&current.id).await?;
+    }
+    let status = match current.state.as_str() {
+        "ready" => StatusCode::CREATED,
+        "failed" => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(clip_json(&current))).into_response())
+}
+
+/// A clip the caller may see (through its source recording), or 404.
+async fn visible_clip(st: &AppState, caller: &Caller, id: &str) -> Result<Clip, ApiError> {
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(ApiError::NotFound);
+    }
+    let c = st.catalog.clip(id).await?;
+    visible(st, caller, &c.recording_id).await?;
+    Ok(c)
+}
+
+/// `GET /api/v1/clips/{id}`.
+pub async fn get_clip(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(clip_json(&visible_clip(&st, &caller, &id).await?)))
+}
+
+/// `GET /api/v1/clips/{id}/media`.
+pub async fn clip_media(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let c = visible_clip(&st, &caller, &id).await?;
+    let obj = match (&c.object_key, &c.sha256, c.size, &c.content_type) {
+        (Some(k), Some(s), Some(z), Some(t)) => {
+            crate::catalog::ObjectRef { key: k.clone(), sha256: s.clone(), size: z, content_type: t.clone() }
+        }
+        _ => return Err(ApiError::missing("clip_not_ready", format!("clip is {}", c.state))),
+    };
+    serve_object(&st, &headers, &obj, Some(&format!("clip-{}.mp4", c.id))).await
+}
