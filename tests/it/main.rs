@@ -7,5 +7,6 @@ mod catalog;
 mod cli;
 mod daemon;
 mod harness;
+mod media;
 mod store;
 mod systemd;
