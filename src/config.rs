@@ -146,6 +146,10 @@ pub struct StoreConfig {
     /// Path-style addressing (`http://host/bucket/key`), needed by most self-hosted servers.
     #[serde(default)]
     pub force_path_style: bool,
+    /// `fs`: re-read every stored file from disk and re-hash it before it counts as archived
+    /// (catches a lying disk or controller at the cost of a second read).
+    #[serde(default)]
+    pub verify_readback: bool,
     /// Object Lock mode (a later issue enforces it): `off`, `governance`, `compliance`.
     #[serde(default = "default_lock")]
     pub object_lock: String,

@@ -1,6 +1,6 @@
 //! The `fs` store: objects are files under a root directory. A put writes a temporary file while
 //! hashing, fsyncs it, renames it into place, fsyncs the directory, makes the file and its
-//! directory read-only, and (by default) reads it back from disk to verify the hash. Read-only
+//! directory read-only, and (with `store.verify_readback`) reads it back from disk to verify the hash. Read-only
 //! files are tamper-evident, not WORM: the owner or root can still change them, which the
 //! hashes and the custody log then reveal.
 
@@ -26,7 +26,7 @@ pub struct FsStore {
     /// Root directory; keys are relative paths below it.
     root: PathBuf,
     /// Re-read each stored file from disk (after dropping it from the page cache) and compare
-    /// its SHA-256 before the put counts as done.
+    /// its SHA-256 before the put counts as done (`store.verify_readback`; costs a second read).
     readback: bool,
 }
 
@@ -34,12 +34,12 @@ impl FsStore {
     /// Opens (creating) the store at `root`.
     pub fn open(root: PathBuf) -> Result<Self> {
         fs::create_dir_all(root.join(".tmp")).map_err(StoreError::io(format!("creating store directory {}", root.display())))?;
-        Ok(Self { root, readback: true })
+        Ok(Self { root, readback: false })
     }
 
-    /// Turns read-back verification off (benchmarks compare both).
-    pub fn without_readback(mut self) -> Self {
-        self.readback = false;
+    /// Turns read-back verification on: every put is re-read from disk and re-hashed.
+    pub fn with_readback(mut self, on: bool) -> Self {
+        self.readback = on;
         self
     }
 
@@ -90,6 +90,64 @@ fn hash_from_disk(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
+/// Copies exactly `size` bytes from `src` to `out` and returns their SHA-256, reading once. Three
+/// threads overlap the work — this one reads, one hashes, one writes — so hashing costs almost
+/// nothing next to the copy itself. Fails with `SourceChanged` when `src` has more or fewer bytes.
+fn copy_hashing(src: &mut impl Read, out: &mut File, size: u64, tmp: &Path) -> Result<String> {
+    use std::sync::mpsc::sync_channel;
+    std::thread::scope(|scope| {
+        let (to_hash, hash_rx) = sync_channel::<Bytes>(4);
+        let (to_write, write_rx) = sync_channel::<Bytes>(4);
+        let hasher = scope.spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in hash_rx {
+                h.update(&chunk);
+            }
+            hex::encode(h.finalize())
+        });
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            for chunk in write_rx {
+                out.write_all(&chunk)?;
+            }
+            Ok(())
+        });
+        let mut read = 0u64;
+        let outcome = (|| {
+            while read < size {
+                let want = CHUNK.min((size - read) as usize);
+                let mut buf = vec![0u8; want];
+                let mut filled = 0;
+                while filled < want {
+                    let r = src.read(&mut buf[filled..]).map_err(StoreError::io("reading source"))?;
+                    if r == 0 {
+                        return Err(StoreError::SourceChanged { expected: size, read: read + filled as u64 });
+                    }
+                    filled += r;
+                }
+                read += want as u64;
+                let chunk = Bytes::from(buf);
+                // A closed channel means the writer failed; its error is reported below.
+                if to_write.send(chunk.clone()).is_err() || to_hash.send(chunk).is_err() {
+                    break;
+                }
+            }
+            // The snapshot said `size` bytes; more bytes mean the file is still being written.
+            let mut probe = [0u8; 1];
+            if src.read(&mut probe).map_err(StoreError::io("reading source"))? != 0 {
+                return Err(StoreError::SourceChanged { expected: size, read: size + 1 });
+            }
+            Ok(())
+        })();
+        drop(to_hash);
+        drop(to_write);
+        let written = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")));
+        let sha = hasher.join().unwrap_or_default();
+        outcome?;
+        written.map_err(StoreError::io(format!("writing {}", tmp.display())))?;
+        Ok(sha)
+    })
+}
+
 impl FsStore {
     fn put_blocking(&self, key: &str, mut src: impl Read, size: u64) -> Result<PutReceipt> {
         let dest = self.path(key)?;
@@ -97,28 +155,11 @@ impl FsStore {
         let tmp = self.root.join(".tmp").join(uuid::Uuid::new_v4().to_string());
         let mut out =
             OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(StoreError::io(format!("creating {}", tmp.display())))?;
-        let result = (|| {
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; CHUNK];
-            let mut read = 0u64;
-            while read < size {
-                let want = CHUNK.min((size - read) as usize);
-                let r = src.read(&mut buf[..want]).map_err(StoreError::io("reading source"))?;
-                if r == 0 {
-                    return Err(StoreError::SourceChanged { expected: size, read });
-                }
-                h.update(&buf[..r]);
-                out.write_all(&buf[..r]).map_err(StoreError::io(format!("writing {}", tmp.display())))?;
-                read += r as u64;
-            }
-            // The snapshot said `size` bytes; more bytes mean the file is still being written.
-            if src.read(&mut buf[..1]).map_err(StoreError::io("reading source"))? != 0 {
-                return Err(StoreError::SourceChanged { expected: size, read: size + 1 });
-            }
+        let result = copy_hashing(&mut src, &mut out, size, &tmp).and_then(|sha| {
             out.sync_all().map_err(StoreError::io(format!("fsync {}", tmp.display())))?;
             fs::set_permissions(&tmp, Permissions::from_mode(0o444)).map_err(StoreError::io("chmod"))?;
-            Ok(hex::encode(h.finalize()))
-        })();
+            Ok(sha)
+        });
         let sha256 = match result {
             Ok(h) => h,
             Err(e) => {

@@ -138,7 +138,7 @@ pub async fn open(cfg: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
     match cfg.kind {
         StoreKind::Fs => {
             let path = cfg.path.clone().ok_or_else(|| StoreError::Config("store.path is required".into()))?;
-            Ok(Arc::new(fs::FsStore::open(path)?))
+            Ok(Arc::new(fs::FsStore::open(path)?.with_readback(cfg.verify_readback)))
         }
         StoreKind::S3 => Ok(Arc::new(s3::S3Store::open(cfg).await?)),
     }

@@ -199,47 +199,42 @@ impl S3Store {
     async fn upload_parts(&self, key: &str, full_key: &str, upload_id: &str, file: std::fs::File, size: u64) -> Result<PutReceipt> {
         let part_size = part_size_for(size, self.part_size);
         let parts = size.div_ceil(part_size);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
-        // One reader thread: reads each part once, in order.
-        let reader = tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let mut file = file;
-            let mut left = size;
-            while left > 0 {
-                let n = part_size.min(left) as usize;
-                let mut buf = vec![0u8; n];
-                let res = file.read_exact(&mut buf).map(|_| Bytes::from(buf));
-                let failed = res.is_err();
-                if tx.blocking_send(res).is_err() || failed {
-                    return false;
-                }
-                left -= n as u64;
-            }
-            let mut probe = [0u8; 1];
-            // More bytes than the snapshot: the file is still being written.
-            matches!(file.read(&mut probe), Ok(0))
-        });
-        let mut full = Sha256::new();
+        // Parts are read one at a time, in order, only when an upload slot is free, so at most
+        // `parts_in_flight + 1` parts are ever in memory whatever the file size. The full-file
+        // hash is updated in the same blocking task that reads the part.
+        let file = std::sync::Arc::new(file);
+        let mut full = Some(Sha256::new());
         let mut digests = vec![[0u8; 32]; parts as usize];
         let mut etags = vec![String::new(); parts as usize];
         let mut inflight: JoinSet<Result<(usize, String, [u8; 32])>> = JoinSet::new();
-        let mut read = 0u64;
         for idx in 0..parts as usize {
-            let chunk = match rx.recv().await {
-                Some(Ok(c)) => c,
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(StoreError::SourceChanged { expected: size, read });
-                }
-                Some(Err(e)) => return Err(StoreError::Io { context: "reading source".into(), source: e }),
-                None => return Err(StoreError::SourceChanged { expected: size, read }),
-            };
-            read += chunk.len() as u64;
-            full.update(&chunk);
             while inflight.len() >= self.parts_in_flight {
                 let (i, etag, d) = join(inflight.join_next().await)?;
                 etags[i] = etag;
                 digests[i] = d;
             }
+            let offset = idx as u64 * part_size;
+            let n = part_size.min(size - offset) as usize;
+            let (f, mut hasher) = (file.clone(), full.take().unwrap_or_default());
+            let (chunk, hasher) = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; n];
+                let r = f.read_exact_at(&mut buf, offset);
+                if r.is_ok() {
+                    hasher.update(&buf);
+                }
+                (r.map(|_| Bytes::from(buf)), hasher)
+            })
+            .await
+            .map_err(|e| StoreError::Io { context: "read task".into(), source: std::io::Error::other(e) })?;
+            full = Some(hasher);
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(StoreError::SourceChanged { expected: size, read: offset });
+                }
+                Err(e) => return Err(StoreError::Io { context: "reading source".into(), source: e }),
+            };
             let client = self.client.clone();
             let (bucket, fk, uid) = (self.bucket.clone(), full_key.to_string(), upload_id.to_string());
             let store = self.describe();
@@ -274,8 +269,9 @@ impl S3Store {
             etags[i] = etag;
             digests[i] = d;
         }
-        let exact = reader.await.unwrap_or(false);
-        if !exact {
+        // More bytes than the snapshot: the file is still being written.
+        let mut probe = [0u8; 1];
+        if std::os::unix::fs::FileExt::read_at(file.as_ref(), &mut probe, size).map_err(StoreError::io("reading source"))? != 0 {
             return Err(StoreError::SourceChanged { expected: size, read: size + 1 });
         }
         let composite = composite_checksum(&digests);
@@ -299,7 +295,7 @@ impl S3Store {
             .await
             .map_err(|e| self.err(key, e))?;
         self.verify_head(key, size, &composite).await?;
-        Ok(PutReceipt { sha256: hex::encode(full.finalize()), size })
+        Ok(PutReceipt { sha256: hex::encode(full.unwrap_or_default().finalize()), size })
     }
 }
 

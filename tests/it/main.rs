@@ -8,5 +8,6 @@ mod cli;
 mod daemon;
 mod harness;
 mod media;
+mod media_worker;
 mod store;
 mod systemd;

@@ -204,8 +204,8 @@ async fn a_worker_past_its_limit_is_killed_and_the_daemon_carries_on() {
     spec.extra = "[media]\ntimeout = \"1s\"\n".into();
     let mut daemon = Daemon::configure(dir.path(), &spec);
     daemon.start().await;
-    // A 20 s 720p file cannot be transcoded in one second.
-    let long = corpus.join("dock-02/BWC9C0D13/BWC9C0D13_P20917_20240316094117_0002.mp4");
+    // A 10 s 1080p file must be re-encoded, which takes several seconds here.
+    let long = corpus.join("dock-01/BWC4A7F21/BWC4A7F21_P10482_20240315142205_0001.mp4");
     std::fs::copy(&long, daemon.dock("d").join("long.mp4")).unwrap();
     let recs = daemon.wait_recordings(1, Duration::from_secs(30)).await;
     let id = recs[0]["id"].as_str().unwrap().to_string();

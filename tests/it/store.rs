@@ -92,6 +92,13 @@ async fn fs_store_conformance() {
 }
 
 #[tokio::test]
+async fn fs_store_with_readback_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path().join("archive")).unwrap().with_readback(true);
+    conformance(Arc::new(store), false).await;
+}
+
+#[tokio::test]
 async fn fs_store_refuses_keys_escaping_the_root() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsStore::open(dir.path().join("archive")).unwrap();
