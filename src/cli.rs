@@ -40,13 +40,6 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Internal: one media operation in an isolated child process (spawned by the daemon).
-    #[command(hide = true)]
-    MediaWorker {
-        /// The operation.
-        #[command(subcommand)]
-        op: crate::media::worker::Op,
-    },
     /// Manage API principals and their bearer tokens.
     Token {
         /// What to do with tokens.
@@ -94,11 +87,6 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
 /// Entry point: parse, run, map errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The media worker needs no config, logging or runtime: it decodes one file and exits.
-    let cli = match cli.command {
-        Command::MediaWorker { op } => return crate::media::worker::run(op),
-        command => Cli { command, ..cli },
-    };
     let cfg = match load_config(cli.config.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -133,7 +121,6 @@ async fn dispatch(cmd: Command, cfg: Config, systemd: (crate::app::Notifier, Opt
         Command::Run => crate::app::run(cfg, systemd.0, systemd.1).await.map(|_| ExitCode::SUCCESS),
         Command::Ingest { paths, quiet } => ingest(cfg, paths, quiet).await,
         Command::Token { action } => token(cfg, action).await,
-        Command::MediaWorker { op } => Ok(crate::media::worker::run(op)),
     }
 }
 

@@ -316,6 +316,8 @@ pub struct MediaConfig {
     /// Niceness of the media worker (higher = lower priority than the daemon).
     #[serde(default = "default_media_nice")]
     pub nice: i32,
+    /// Path of `evidenced-media-worker`; default: beside the `evidenced` executable.
+    pub worker: Option<PathBuf>,
 }
 
 impl Default for MediaConfig {
@@ -328,6 +330,7 @@ impl Default for MediaConfig {
             memory_limit_mib: default_media_memory(),
             concurrency: default_media_concurrency(),
             nice: default_media_nice(),
+            worker: None,
         }
     }
 }

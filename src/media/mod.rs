@@ -1,10 +1,8 @@
 //! Media derivation in the daemon: the `derive` job (probe, proxy, poster) and the `clip` job.
-//! All decoding happens in a child process (`evidenced media-worker`, see `worker`) with a
+//! All decoding happens in a child process (`evidenced-media-worker`, built from `worker/`) with a
 //! wall-clock limit, an address-space and a CPU-time limit, a lower CPU priority and
 //! kill-on-drop, so a hostile or broken file can only kill that child. The child always gets a
 //! local, seekable, ASCII-named path: the `fs` store's own file or a temporary copy from S3.
-
-pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -43,7 +41,7 @@ pub enum MediaError {
 pub struct Runner {
     /// Limits and encoding settings.
     pub cfg: MediaConfig,
-    /// The daemon's own executable (the worker is a hidden subcommand of it).
+    /// The worker executable (`evidenced-media-worker`, installed beside `evidenced`).
     pub exe: PathBuf,
     /// Where temporary copies and outputs go.
     pub tmp: PathBuf,
@@ -54,13 +52,17 @@ impl Runner {
     pub fn new(cfg: MediaConfig, state_dir: &Path) -> std::io::Result<Self> {
         let tmp = std::path::absolute(state_dir.join("media-tmp"))?;
         std::fs::create_dir_all(&tmp)?;
-        Ok(Self { cfg, exe: std::env::current_exe()?, tmp })
+        let exe = match &cfg.worker {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?.with_file_name("evidenced-media-worker"),
+        };
+        Ok(Self { cfg, exe, tmp })
     }
 
-    /// Runs `media-worker ARGS` and returns its JSON result.
+    /// Runs `evidenced-media-worker ARGS` and returns its JSON result.
     pub async fn run(&self, args: &[String]) -> Result<serde_json::Value, MediaError> {
         let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.arg("media-worker").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         cmd.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC").env_remove("WATCHDOG_PID");
         let mem = self.cfg.memory_limit_mib.saturating_mul(1 << 20);
         // CPU time may exceed wall time with threads; allow two cores' worth.

@@ -1,4 +1,4 @@
-//! The media worker (`evidenced media-worker probe|proxy|poster|clip`) on the fixture corpus,
+//! The media worker (`evidenced-media-worker probe|proxy|poster|clip`) on the fixture corpus,
 //! its results checked with the real `ffprobe`.
 
 use std::ffi::{OsStr, OsString};
@@ -8,16 +8,16 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{bin, corpus};
+use crate::harness::corpus;
 
-/// Runs `media-worker ARGS`; returns the exit code and the one JSON object it printed.
+/// Runs `evidenced-media-worker ARGS`; returns the exit code and the one JSON object it printed.
 fn worker<S: AsRef<OsStr>>(args: &[S]) -> (i32, Value) {
     worker_in(None, args)
 }
 
 fn worker_in<S: AsRef<OsStr>>(dir: Option<&Path>, args: &[S]) -> (i32, Value) {
-    let mut c = Command::new(bin());
-    c.arg("media-worker").args(args);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_evidenced-media-worker"));
+    c.args(args);
     if let Some(d) = dir {
         c.current_dir(d);
     }
