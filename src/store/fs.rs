@@ -90,45 +90,48 @@ fn hash_from_disk(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
-/// Copies exactly `size` bytes from `src` to `out` and returns their SHA-256, reading once. Three
-/// threads overlap the work — this one reads, one hashes, one writes — so hashing costs almost
-/// nothing next to the copy itself. Fails with `SourceChanged` when `src` has more or fewer bytes.
+/// Buffers circulating between the copying thread and the hashing thread.
+const RING: usize = 8;
+
+/// Copies exactly `size` bytes from `src` to `out` and returns their SHA-256, reading once. This
+/// thread reads and writes (as `cp` does) while a second thread hashes the same buffers, so
+/// hashing costs almost nothing next to the copy. A fixed ring of buffers moves between the two:
+/// no allocation per chunk, and memory stays at `RING` × `CHUNK` whatever the file size. Fails
+/// with `SourceChanged` when `src` has more or fewer bytes than `size`.
 fn copy_hashing(src: &mut impl Read, out: &mut File, size: u64, tmp: &Path) -> Result<String> {
-    use std::sync::mpsc::sync_channel;
+    use std::sync::mpsc::{channel, sync_channel};
     std::thread::scope(|scope| {
-        let (to_hash, hash_rx) = sync_channel::<Bytes>(4);
-        let (to_write, write_rx) = sync_channel::<Bytes>(4);
+        let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(RING);
+        let (free_tx, free_rx) = channel::<Vec<u8>>();
+        for _ in 0..RING {
+            let _ = free_tx.send(vec![0u8; CHUNK]);
+        }
         let hasher = scope.spawn(move || {
             let mut h = Sha256::new();
-            for chunk in hash_rx {
-                h.update(&chunk);
+            for (buf, n) in full_rx {
+                h.update(&buf[..n]);
+                // The copier may have finished already; then the buffer is simply dropped.
+                let _ = free_tx.send(buf);
             }
             hex::encode(h.finalize())
         });
-        let writer = scope.spawn(move || -> std::io::Result<()> {
-            for chunk in write_rx {
-                out.write_all(&chunk)?;
-            }
-            Ok(())
-        });
-        let mut read = 0u64;
         let outcome = (|| {
+            let mut read = 0u64;
             while read < size {
+                let mut buf = free_rx.recv().map_err(|_| StoreError::io("hashing")(std::io::Error::other("hasher stopped")))?;
                 let want = CHUNK.min((size - read) as usize);
-                let mut buf = vec![0u8; want];
                 let mut filled = 0;
                 while filled < want {
-                    let r = src.read(&mut buf[filled..]).map_err(StoreError::io("reading source"))?;
+                    let r = src.read(&mut buf[filled..want]).map_err(StoreError::io("reading source"))?;
                     if r == 0 {
                         return Err(StoreError::SourceChanged { expected: size, read: read + filled as u64 });
                     }
                     filled += r;
                 }
+                out.write_all(&buf[..want]).map_err(StoreError::io(format!("writing {}", tmp.display())))?;
                 read += want as u64;
-                let chunk = Bytes::from(buf);
-                // A closed channel means the writer failed; its error is reported below.
-                if to_write.send(chunk.clone()).is_err() || to_hash.send(chunk).is_err() {
-                    break;
+                if full_tx.send((buf, want)).is_err() {
+                    return Err(StoreError::io("hashing")(std::io::Error::other("hasher stopped")));
                 }
             }
             // The snapshot said `size` bytes; more bytes mean the file is still being written.
@@ -138,13 +141,9 @@ fn copy_hashing(src: &mut impl Read, out: &mut File, size: u64, tmp: &Path) -> R
             }
             Ok(())
         })();
-        drop(to_hash);
-        drop(to_write);
-        let written = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")));
+        drop(full_tx);
         let sha = hasher.join().unwrap_or_default();
-        outcome?;
-        written.map_err(StoreError::io(format!("writing {}", tmp.display())))?;
-        Ok(sha)
+        outcome.map(|()| sha)
     })
 }
 
