@@ -225,3 +225,36 @@ async fn a_worker_past_its_limit_is_killed_and_the_daemon_carries_on() {
     daemon.wait_recordings(2, Duration::from_secs(30)).await;
     assert!(daemon.alive());
 }
+
+/// With an S3 store the worker gets a temporary local copy (an MP4 with the moov at the end
+/// cannot be read from a stream), and the copy is removed afterwards.
+#[tokio::test]
+async fn media_from_s3_uses_a_temporary_local_copy() {
+    let garage = crate::harness::Garage::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = DaemonSpec::station(dir.path());
+    spec.store_toml = garage.store_toml("media/");
+    spec.docks.push(("d".into(), String::new()));
+    let mut daemon = Daemon::configure(dir.path(), &spec);
+    daemon.start().await;
+    // moov at the end (faststart=no in the manifest).
+    let src = corpus().join("dock-01/BWC9C0D13/BWC9C0D13_P20917_20240316080500_0001.mp4");
+    std::fs::copy(&src, daemon.dock("d").join("cam.mp4")).unwrap();
+    let recs = daemon.wait_recordings(1, Duration::from_secs(30)).await;
+    let id = recs[0]["id"].as_str().unwrap().to_string();
+    let r = wait_for("media from S3", Duration::from_secs(120), || {
+        let d = &daemon;
+        let id = id.clone();
+        async move {
+            let r = d.json(&format!("/api/v1/recordings/{id}")).await;
+            (r["media_state"] != "pending").then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(r["playable"], true, "{r}");
+    let proxy = dir.path().join("proxy.mp4");
+    assert_eq!(download(&daemon, &format!("/api/v1/recordings/{id}/proxy"), &proxy).await, 200);
+    assert!(moov_first(&std::fs::read(&proxy).unwrap()));
+    let leftovers = crate::harness::files_under(&dir.path().join("state/media-tmp"));
+    assert!(leftovers.is_empty(), "temporary copies removed: {leftovers:?}");
+}
