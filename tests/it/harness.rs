@@ -525,15 +525,20 @@ pub async fn sdk_client(g: &Garage) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
-/// A TCP proxy to `127.0.0.1:upstream` that forwards request bytes at most `bytes_per_sec`,
-/// so an upload is reliably still in flight when a test interrupts it. Returns its port.
-pub async fn slow_proxy(upstream: u16, bytes_per_sec: usize) -> u16 {
+/// Looks at (and may alter) each chunk a proxy forwards upstream; the bool is per-connection
+/// state; the returned delay is waited before the next chunk is read.
+pub type ProxyHook = std::sync::Arc<dyn Fn(&mut [u8], &mut bool) -> Duration + Send + Sync>;
+
+/// A TCP proxy to `127.0.0.1:upstream` that passes every request chunk through `hook` (responses
+/// pass unchanged). Returns its port.
+pub async fn tcp_proxy(upstream: u16, hook: ProxyHook) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
             let Ok((client, _)) = listener.accept().await else { return };
+            let hook = hook.clone();
             tokio::spawn(async move {
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
                 let (mut cr, mut cw) = client.into_split();
@@ -541,20 +546,31 @@ pub async fn slow_proxy(upstream: u16, bytes_per_sec: usize) -> u16 {
                 tokio::spawn(async move {
                     let _ = tokio::io::copy(&mut sr, &mut cw).await;
                 });
-                let chunk = (bytes_per_sec / 20).max(1);
-                let mut buf = vec![0u8; chunk];
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut state = false;
                 loop {
                     let n = match cr.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => n,
                     };
+                    let delay = hook(&mut buf[..n], &mut state);
                     if sw.write_all(&buf[..n]).await.is_err() {
                         return;
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                 }
             });
         }
     });
     port
+}
+
+/// A proxy that forwards request bytes at about `bytes_per_sec`, so an upload is reliably still
+/// in flight when a test interrupts it. Returns its port.
+pub async fn slow_proxy(upstream: u16, bytes_per_sec: usize) -> u16 {
+    let per_ms = (bytes_per_sec / 1000).max(1);
+    tcp_proxy(upstream, std::sync::Arc::new(move |chunk: &mut [u8], _: &mut bool| Duration::from_millis((chunk.len() / per_ms) as u64)))
+        .await
 }

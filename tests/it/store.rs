@@ -171,55 +171,32 @@ pub struct FlipProxy {
 
 impl FlipProxy {
     pub async fn start(upstream: u16) -> FlipProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let flipped = Arc::new(AtomicUsize::new(0));
         let f = flipped.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else { return };
-                let f = f.clone();
-                tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
-                    });
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut in_put_body = false;
-                    loop {
-                        let n = match cr.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        let chunk = &mut buf[..n];
-                        if f.load(Ordering::SeqCst) == 0 {
-                            let text = String::from_utf8_lossy(chunk);
-                            if text.starts_with("PUT ") {
-                                if let Some(end) = text.find("\r\n\r\n") {
-                                    in_put_body = true;
-                                    let body = end + 4;
-                                    if body + 100 < n {
-                                        chunk[body + 100] ^= 0x01;
-                                        f.fetch_add(1, Ordering::SeqCst);
-                                        in_put_body = false;
-                                    }
-                                }
-                            } else if in_put_body && n > 100 {
-                                chunk[100] ^= 0x01;
-                                f.fetch_add(1, Ordering::SeqCst);
-                                in_put_body = false;
-                            }
-                        }
-                        if sw.write_all(chunk).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+        // The bool: this connection is inside a PUT body whose first bytes were too few to flip.
+        let hook = move |chunk: &mut [u8], in_put_body: &mut bool| {
+            if f.load(Ordering::SeqCst) > 0 {
+                return std::time::Duration::ZERO;
             }
-        });
+            let n = chunk.len();
+            let text = String::from_utf8_lossy(chunk).into_owned();
+            if text.starts_with("PUT ") {
+                if let Some(end) = text.find("\r\n\r\n") {
+                    *in_put_body = true;
+                    if end + 4 + 100 < n {
+                        chunk[end + 4 + 100] ^= 0x01;
+                        f.fetch_add(1, Ordering::SeqCst);
+                        *in_put_body = false;
+                    }
+                }
+            } else if *in_put_body && n > 100 {
+                chunk[100] ^= 0x01;
+                f.fetch_add(1, Ordering::SeqCst);
+                *in_put_body = false;
+            }
+            std::time::Duration::ZERO
+        };
+        let port = crate::harness::tcp_proxy(upstream, Arc::new(hook)).await;
         FlipProxy { port, flipped }
     }
 }
