@@ -90,35 +90,59 @@ fn hash_from_disk(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
-/// Buffers circulating between the copying thread and the hashing thread.
+/// Buffers circulating between the reading, hashing and writing threads.
 const RING: usize = 8;
 
-/// Copies exactly `size` bytes from `src` to `out` and returns their SHA-256, reading once. This
-/// thread reads and writes (as `cp` does) while a second thread hashes the same buffers, so
-/// hashing costs almost nothing next to the copy. A fixed ring of buffers moves between the two:
-/// no allocation per chunk, and memory stays at `RING` × `CHUNK` whatever the file size. Fails
-/// with `SourceChanged` when `src` has more or fewer bytes than `size`.
+/// Start writeback of what was written every this many bytes, so the final fsync finds little
+/// left to flush and disk writes overlap with reading.
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// Copies exactly `size` bytes from `src` to `out` and returns their SHA-256, reading once.
+/// Three threads form a pipeline over a fixed ring of buffers — this one reads, one hashes, one
+/// writes (and starts writeback as it goes) — so read I/O, hashing and writing overlap, nothing
+/// is allocated per chunk, and memory stays at `RING` × `CHUNK` whatever the file size.
+/// Fails with `SourceChanged` when `src` has more or fewer bytes than `size`.
 fn copy_hashing(src: &mut impl Read, out: &mut File, size: u64, tmp: &Path) -> Result<String> {
     use std::sync::mpsc::{channel, sync_channel};
     std::thread::scope(|scope| {
-        let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(RING);
+        let (to_hash, hash_rx) = sync_channel::<(Vec<u8>, usize)>(RING);
+        let (to_write, write_rx) = sync_channel::<(Vec<u8>, usize)>(RING);
         let (free_tx, free_rx) = channel::<Vec<u8>>();
         for _ in 0..RING {
             let _ = free_tx.send(vec![0u8; CHUNK]);
         }
         let hasher = scope.spawn(move || {
             let mut h = Sha256::new();
-            for (buf, n) in full_rx {
+            for (buf, n) in hash_rx {
                 h.update(&buf[..n]);
-                // The copier may have finished already; then the buffer is simply dropped.
-                let _ = free_tx.send(buf);
+                if to_write.send((buf, n)).is_err() {
+                    break;
+                }
             }
             hex::encode(h.finalize())
+        });
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            let fd = out.as_raw_fd();
+            let (mut written, mut flushed) = (0u64, 0u64);
+            for (buf, n) in write_rx {
+                out.write_all(&buf[..n])?;
+                written += n as u64;
+                // The reader may have stopped; then the buffer is simply dropped.
+                let _ = free_tx.send(buf);
+                if written - flushed >= WRITEBACK_EVERY {
+                    // SAFETY: a plain syscall on our own descriptor; failure only means the
+                    // final fsync does all the work.
+                    unsafe { libc::sync_file_range(fd, flushed as i64, (written - flushed) as i64, libc::SYNC_FILE_RANGE_WRITE) };
+                    flushed = written;
+                }
+            }
+            Ok(())
         });
         let outcome = (|| {
             let mut read = 0u64;
             while read < size {
-                let mut buf = free_rx.recv().map_err(|_| StoreError::io("hashing")(std::io::Error::other("hasher stopped")))?;
+                // No free buffer means the hasher or writer stopped (the writer's error is reported below).
+                let Ok(mut buf) = free_rx.recv() else { return Ok(()) };
                 let want = CHUNK.min((size - read) as usize);
                 let mut filled = 0;
                 while filled < want {
@@ -128,10 +152,9 @@ fn copy_hashing(src: &mut impl Read, out: &mut File, size: u64, tmp: &Path) -> R
                     }
                     filled += r;
                 }
-                out.write_all(&buf[..want]).map_err(StoreError::io(format!("writing {}", tmp.display())))?;
                 read += want as u64;
-                if full_tx.send((buf, want)).is_err() {
-                    return Err(StoreError::io("hashing")(std::io::Error::other("hasher stopped")));
+                if to_hash.send((buf, want)).is_err() {
+                    return Ok(());
                 }
             }
             // The snapshot said `size` bytes; more bytes mean the file is still being written.
@@ -141,9 +164,12 @@ fn copy_hashing(src: &mut impl Read, out: &mut File, size: u64, tmp: &Path) -> R
             }
             Ok(())
         })();
-        drop(full_tx);
+        drop(to_hash);
         let sha = hasher.join().unwrap_or_default();
-        outcome.map(|()| sha)
+        let written = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")));
+        outcome?;
+        written.map_err(StoreError::io(format!("writing {}", tmp.display())))?;
+        Ok(sha)
     })
 }
 
