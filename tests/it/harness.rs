@@ -151,8 +151,11 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 // ---------------------------------------------------------------- PostgreSQL
 
-/// A fresh, empty PostgreSQL database on the local server; dropped by nobody (names are unique).
+/// A fresh, empty PostgreSQL database on the local server, named `evt_<pid>_<uuid>`. The first
+/// call of a test process drops the databases earlier test processes left behind (those whose
+/// pid is no longer alive), so repeated runs do not pile up databases.
 pub async fn pg_database() -> String {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     let admin = "postgres://postgres@127.0.0.1:5432/postgres";
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
@@ -160,7 +163,21 @@ pub async fn pg_database() -> String {
         .connect(admin)
         .await
         .expect("PostgreSQL must run at 127.0.0.1:5432 (trust auth); .ci/run starts it");
-    let name = format!("evt_{}", uuid::Uuid::new_v4().simple());
+    SWEPT
+        .get_or_init(|| async {
+            let names: Vec<(String,)> =
+                sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'evt\\_%'").fetch_all(&pool).await.unwrap_or_default();
+            for (name,) in names {
+                let pid = name.split('_').nth(1).and_then(|p| p.parse::<i32>().ok());
+                // SAFETY: kill with signal 0 only checks whether the process exists.
+                let alive = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+                if !alive {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&pool).await;
+                }
+            }
+        })
+        .await;
+    let name = format!("evt_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
     format!("postgres://postgres@127.0.0.1:5432/{name}")
 }
