@@ -115,7 +115,11 @@ fn default_state_dir() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
     /// `sqlite://path` or `postgres://user@host/db`.
+    #[serde(default)]
     pub url: String,
+    /// A file holding the URL instead (e.g. a systemd credential, so the password is not in
+    /// the config file); wins over `url`.
+    pub url_file: Option<PathBuf>,
     /// Maximum pooled connections.
     #[serde(default = "default_pool")]
     pub max_connections: u32,
@@ -488,6 +492,11 @@ impl Config {
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
+        if let Some(f) = &self.catalog.url_file {
+            let url =
+                std::fs::read_to_string(f).map_err(|e| self.key_err("catalog.url_file", format!("cannot read {}: {e}", f.display())))?;
+            self.catalog.url = url.trim().to_string();
+        }
         let url = &self.catalog.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
             return Err(self.key_err("catalog.url", format!("unsupported URL {url:?}: use sqlite://PATH or postgres://...")));
@@ -625,6 +634,19 @@ mod tests {
         assert!(e.contains("bogus") && e.contains("t.toml"), "{e}");
         let e = load("[catalog]\nurl='sqlite://x'\n[store]\nkind='s3'\n", &[]).unwrap_err().to_string();
         assert!(e.contains("store.bucket"), "{e}");
+    }
+
+    #[test]
+    fn catalog_url_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("url");
+        std::fs::write(&f, "postgres://evidenced:s3cret@db/evidenced\n").unwrap();
+        let toml = format!("[catalog]\nurl_file = \"{}\"\n[store]\nkind = \"fs\"\npath = \"a\"\n", f.display());
+        assert_eq!(load(&toml, &[]).unwrap().catalog.url, "postgres://evidenced:s3cret@db/evidenced");
+        let e = load("[catalog]\nurl_file = \"/nonexistent\"\n[store]\nkind = \"fs\"\npath = \"a\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("catalog.url_file") && e.contains("/nonexistent"), "{e}");
+        let e = load("[catalog]\n[store]\nkind = \"fs\"\npath = \"a\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("catalog.url"), "{e}");
     }
 
     #[test]
