@@ -6,6 +6,8 @@
 #
 #   bench/media.sh                 # defaults: 3 repeats
 #   BENCH_REPEATS=1 bench/media.sh # quicker
+# The same report also replaces the media section at the end of docs/benchmarks.md (after the
+# `<!-- media-bench -->` marker), which bench/run.sh keeps when it rewrites the ingest part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/evidenced-target}"
@@ -29,7 +31,7 @@ ffmpeg -v error -f lavfi -i "testsrc2=size=1920x1080:rate=30" -f lavfi -i "sine=
 ffmpeg -v error -f lavfi -i "testsrc2=size=640x480:rate=15" -f lavfi -i "sine=frequency=300:sample_rate=16000" \
   -t 60 -c:v mjpeg -q:v 5 -c:a pcm_s16le "$WORK/in/room-480p-60s.avi"
 # A 720p HEVC file, 30 s, when libx265 is available.
-if ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx265; then
+if ffmpeg -hide_banner -encoders 2>/dev/null | grep libx265 >/dev/null; then  # not -q: SIGPIPE + pipefail
   ffmpeg -v error -f lavfi -i "testsrc2=size=1280x720:rate=25" -f lavfi -i "sine=frequency=500:sample_rate=48000" \
     -t 30 -c:v libx265 -preset ultrafast -tag:v hvc1 -c:a aac "$WORK/in/hevc-720p-30s.mp4" 2>/dev/null
 fi
@@ -124,4 +126,8 @@ kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""
 } >> "$report"
 mkdir -p docs
 cp "$report" "$OUT_DOC"
+if [ -f docs/benchmarks.md ]; then
+  sed -i '/^<!-- media-bench -->/,$d' docs/benchmarks.md
+  { echo; echo '<!-- media-bench -->'; echo; sed 's/^## /### /; s/^# Media benchmarks/## Media benchmarks (`bench\/media.sh`)/' "$report"; } >> docs/benchmarks.md
+fi
 cat "$report"

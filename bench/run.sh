@@ -584,6 +584,10 @@ DOC=$(mktemp)
 } >"$DOC"
 mkdir -p "$(dirname "$OUT")"
 chmod 644 "$DOC"
+# Keep the media section that bench/media.sh maintains at the end of the same document.
+if [ -f "$OUT" ] && grep -q '^<!-- media-bench -->' "$OUT"; then
+  sed -n '/^<!-- media-bench -->/,$p' "$OUT" >> "$DOC"
+fi
 mv "$DOC" "$OUT"
 cat "$OUT"
 log "wrote $OUT (whole run: $((WALL / 60)) min $((WALL % 60)) s)"
