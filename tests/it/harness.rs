@@ -496,6 +496,15 @@ impl Daemon {
         }
     }
 
+    /// Waits until a recording's media derivation has ended (ready or failed); returns it.
+    pub async fn wait_media(&self, id: &str, timeout: Duration) -> serde_json::Value {
+        wait_for("media derivation", timeout, || async move {
+            let r = self.json(&format!("/api/v1/recordings/{id}")).await;
+            (r["media_state"] != "pending").then_some(r)
+        })
+        .await
+    }
+
     /// Waits until at least `n` recordings exist; returns them.
     pub async fn wait_recordings(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
         let log_path = self.dir.join("daemon.log");

@@ -209,15 +209,7 @@ async fn a_worker_past_its_limit_is_killed_and_the_daemon_carries_on() {
     std::fs::copy(&long, daemon.dock("d").join("long.mp4")).unwrap();
     let recs = daemon.wait_recordings(1, Duration::from_secs(30)).await;
     let id = recs[0]["id"].as_str().unwrap().to_string();
-    let r = wait_for("media to fail", Duration::from_secs(60), || {
-        let d = &daemon;
-        let id = id.clone();
-        async move {
-            let r = d.json(&format!("/api/v1/recordings/{id}")).await;
-            (r["media_state"] != "pending").then_some(r)
-        }
-    })
-    .await;
+    let r = daemon.wait_media(&id, Duration::from_secs(60)).await;
     assert_eq!(r["media_state"], "failed", "{r}");
     assert!(r["media_error"].as_str().unwrap().contains("time limit"), "{r}");
     // The daemon carries on: the next file is archived.
@@ -242,15 +234,7 @@ async fn media_from_s3_uses_a_temporary_local_copy() {
     std::fs::copy(&src, daemon.dock("d").join("cam.mp4")).unwrap();
     let recs = daemon.wait_recordings(1, Duration::from_secs(30)).await;
     let id = recs[0]["id"].as_str().unwrap().to_string();
-    let r = wait_for("media from S3", Duration::from_secs(120), || {
-        let d = &daemon;
-        let id = id.clone();
-        async move {
-            let r = d.json(&format!("/api/v1/recordings/{id}")).await;
-            (r["media_state"] != "pending").then_some(r)
-        }
-    })
-    .await;
+    let r = daemon.wait_media(&id, Duration::from_secs(120)).await;
     assert_eq!(r["playable"], true, "{r}");
     let proxy = dir.path().join("proxy.mp4");
     assert_eq!(download(&daemon, &format!("/api/v1/recordings/{id}/proxy"), &proxy).await, 200);
