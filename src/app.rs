@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{self, Catalog};
 use crate::config::{Config, LogFormat};
+use crate::custody;
 use crate::ingest::{DockCtx, Ingestor, runner};
 use crate::jobs::{self, JobHandler, JobWorker};
 use crate::media;
@@ -46,6 +47,17 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
     store::open(&cfg.store).await.with_context(|| format!("cannot open the object store ([store] in {})", cfg.source))
 }
 
+/// Loads (creating on first run) the node key and builds the checkpoint maker.
+pub fn checkpointer(
+    cfg: &Config,
+    catalog: Arc<dyn Catalog>,
+    store: Arc<dyn ObjectStore>,
+) -> anyhow::Result<Arc<custody::checkpoint::Checkpointer>> {
+    let signer = custody::keys::NodeSigner::load_or_create(&cfg.key_file(), &cfg.node.id)
+        .with_context(|| format!("custody.key_file in {}", cfg.source))?;
+    Ok(Arc::new(custody::checkpoint::Checkpointer { catalog, store, signer: Arc::new(signer), timestamp: cfg.tsa.is_some() }))
+}
+
 /// Builds the ingest pipeline for `node`.
 pub fn ingestor(
     cfg: &Config,
@@ -54,7 +66,15 @@ pub fn ingestor(
     metrics: Arc<Metrics>,
     node: String,
 ) -> Arc<Ingestor> {
-    Arc::new(Ingestor { catalog, store, node, metrics, backoff: cfg.ingest.backoff, max_backoff: cfg.ingest.max_backoff })
+    Arc::new(Ingestor {
+        catalog,
+        store,
+        node,
+        metrics,
+        backoff: cfg.ingest.backoff,
+        max_backoff: cfg.ingest.max_backoff,
+        timestamp: cfg.tsa.is_some(),
+    })
 }
 
 /// The systemd notification socket, taken out of the environment at start so that child
@@ -176,7 +196,43 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
 
     let mut handlers: HashMap<&'static str, Arc<dyn JobHandler>> = HashMap::new();
     handlers.insert(jobs::DELETE_REDUNDANT, Arc::new(jobs::DeleteRedundant { store: store.clone() }));
-    tasks.push(spawn_job_worker(&catalog, &node, handlers, &stop));
+    tasks.push(spawn_job_worker(&catalog, &node, handlers, &stop, Duration::from_secs(5), Duration::from_secs(3600)));
+
+    // Custody: the node key, checkpoints (now, on a schedule, and at stop), time-stamps, fixity.
+    let checkpointer = checkpointer(&cfg, catalog.clone(), store.clone())?;
+    if let Err(e) = checkpointer.publish_key().await {
+        tracing::warn!(error = %format!("{e:#}"), "cannot publish the node key now; verify also reads it from the key file");
+    }
+    if let Err(e) = checkpointer.checkpoint("start", true).await {
+        tracing::warn!(error = %format!("{e:#}"), "cannot sign the start checkpoint now; the schedule retries");
+    }
+    let cp_worker = custody::checkpoint::CheckpointWorker {
+        checkpointer: checkpointer.clone(),
+        every: cfg.custody.checkpoint_every,
+        interval: cfg.custody.checkpoint_interval,
+        last: std::time::Instant::now(),
+    };
+    tasks.push(tokio::spawn(jobs::run_worker(Box::new(cp_worker), stop.clone(), Duration::from_secs(1))));
+    if cfg.custody.fixity_per_day > 0.0 {
+        let fixity = custody::fixity::FixityWorker::new(
+            catalog.clone(),
+            store.clone(),
+            metrics.clone(),
+            cfg.custody.fixity_per_day,
+            format!("node:{node}"),
+        );
+        tasks.push(tokio::spawn(jobs::run_worker(Box::new(fixity), stop.clone(), Duration::from_secs(1))));
+    }
+    if let Some(t) = &cfg.tsa {
+        let tsa = custody::tsa::TsaClient::new(&t.url, &t.ca_pem, t.timeout)
+            .with_context(|| format!("cannot use the TSA ([tsa] in {})", cfg.source))?;
+        let stamper =
+            custody::stamper::Stamper { catalog: catalog.clone(), store: store.clone(), tsa: Arc::new(tsa), actor: format!("node:{node}") };
+        let mut handlers: HashMap<&'static str, Arc<dyn JobHandler>> = HashMap::new();
+        handlers.insert(jobs::TIMESTAMP, Arc::new(stamper));
+        // A TSA that was down is retried every few seconds at first, at most every 5 minutes.
+        tasks.push(spawn_job_worker(&catalog, &node, handlers, &stop, Duration::from_secs(2), Duration::from_secs(300)));
+    }
 
     // Media jobs get their own workers, as many as `media.concurrency` (one x264 encode
     // already uses every core), so a long transcode never holds up other jobs.
@@ -195,7 +251,7 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         let mut handlers: HashMap<&'static str, Arc<dyn JobHandler>> = HashMap::new();
         handlers.insert(jobs::DERIVE, deriver.clone());
         handlers.insert(jobs::CLIP, clipper.clone());
-        tasks.push(spawn_job_worker(&catalog, &node, handlers, &stop));
+        tasks.push(spawn_job_worker(&catalog, &node, handlers, &stop, Duration::from_secs(5), Duration::from_secs(3600)));
     }
 
     let app = crate::api::router(crate::api::AppState { catalog: catalog.clone(), store: store.clone(), metrics });
@@ -235,25 +291,30 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
     for t in tasks {
         let _ = t.await;
     }
+    match tokio::time::timeout(Duration::from_secs(2), checkpointer.checkpoint("stop", true)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot sign the stop checkpoint; verify will warn about the newest entries")
+        }
+        Err(_) => tracing::warn!("the stop checkpoint took too long; verify will warn about the newest entries"),
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Starts a job worker for `handlers` until `stop`.
+/// Starts a job worker for `handlers` until `stop`, retrying failed jobs after `backoff`,
+/// doubling up to `max_backoff`.
 fn spawn_job_worker(
     catalog: &Arc<dyn Catalog>,
     node: &str,
     handlers: HashMap<&'static str, Arc<dyn JobHandler>>,
     stop: &CancellationToken,
+    backoff: Duration,
+    max_backoff: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let worker = JobWorker {
-        catalog: catalog.clone(),
-        owner: node.to_string(),
-        handlers,
-        lease: Duration::from_secs(60),
-        backoff: Duration::from_secs(5),
-    };
+    let worker =
+        JobWorker { catalog: catalog.clone(), owner: node.to_string(), handlers, lease: Duration::from_secs(60), backoff, max_backoff };
     tokio::spawn(jobs::run_worker(Box::new(worker), stop.clone(), Duration::from_secs(1)))
 }
 

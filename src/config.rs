@@ -67,18 +67,18 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
-    /// Optional RFC 3161 time-stamping authority (used by a later issue; accepted now).
+    /// Optional RFC 3161 time-stamping authority: when set, every original and checkpoint is stamped.
     #[serde(default)]
-    pub tsa: Option<toml::Value>,
+    pub tsa: Option<TsaConfig>,
     /// Retention rules (used by a later issue; accepted now).
     #[serde(default)]
     pub retention: Option<toml::Value>,
     /// Media derivation: proxy bounds and the limits of the isolated media worker.
     #[serde(default)]
     pub media: MediaConfig,
-    /// Custody log settings (used by a later issue; accepted now).
+    /// Custody log: node signing key, checkpoint cadence, fixity checks.
     #[serde(default)]
-    pub custody: Option<toml::Value>,
+    pub custody: CustodyConfig,
     /// The file the config came from, for messages.
     #[serde(skip)]
     pub source: String,
@@ -361,6 +361,74 @@ fn default_media_nice() -> i32 {
     10
 }
 
+/// `[tsa]`: the RFC 3161 time-stamping authority.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsaConfig {
+    /// Where time-stamp queries are POSTed (`application/timestamp-query`; plain HTTP, as most TSAs serve).
+    pub url: String,
+    /// PEM file with the TSA's CA certificate(s): every token is checked against it on receipt
+    /// and by `verify`, and it is copied into exports.
+    pub ca_file: PathBuf,
+    /// Longest wait for one answer.
+    #[serde(default = "default_tsa_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// The contents of `ca_file`, read at load so a bad path is reported with its key.
+    #[serde(skip)]
+    pub ca_pem: Vec<u8>,
+}
+
+fn default_tsa_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `[custody]`: the node key that signs checkpoints, their cadence, and fixity checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustodyConfig {
+    /// The node's Ed25519 private key (PKCS#8 PEM, mode 0600), created on first run.
+    /// Default: `node-key.pem` in `node.state_dir`.
+    pub key_file: Option<PathBuf>,
+    /// Sign a checkpoint once this many entries were appended since the last one.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: i64,
+    /// ... or once this long passed with new entries (and always at start and stop).
+    #[serde(default = "default_checkpoint_interval", with = "humantime_serde_compat")]
+    pub checkpoint_interval: Duration,
+    /// Share of all recordings whose stored objects are re-read and re-hashed per day
+    /// (0.05 = each recording about every 20 days; 0 turns fixity checks off).
+    #[serde(default = "default_fixity_per_day")]
+    pub fixity_per_day: f64,
+}
+
+impl Default for CustodyConfig {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval: default_checkpoint_interval(),
+            fixity_per_day: default_fixity_per_day(),
+        }
+    }
+}
+
+fn default_checkpoint_every() -> i64 {
+    1000
+}
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_fixity_per_day() -> f64 {
+    0.05
+}
+
+impl Config {
+    /// The node key file (`custody.key_file`, default `node.state_dir/node-key.pem`).
+    pub fn key_file(&self) -> PathBuf {
+        self.custody.key_file.clone().unwrap_or_else(|| self.node.state_dir.join("node-key.pem"))
+    }
+}
+
 /// `[log]`: logging.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -532,6 +600,26 @@ impl Config {
         }
         if self.media.memory_limit_mib < 256 {
             return Err(self.key_err("media.memory_limit_mib", "must be at least 256 (decoders need room)"));
+        }
+        if let Some(t) = &mut self.tsa {
+            if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
+                return Err(ConfigError::Key {
+                    file: self.source.clone(),
+                    key: "tsa.url".into(),
+                    message: format!("{:?} is not an http(s) URL", t.url),
+                });
+            }
+            t.ca_pem = std::fs::read(&t.ca_file).map_err(|e| ConfigError::Key {
+                file: self.source.clone(),
+                key: "tsa.ca_file".into(),
+                message: format!("cannot read {}: {e}", t.ca_file.display()),
+            })?;
+        }
+        if self.custody.checkpoint_every < 1 {
+            return Err(self.key_err("custody.checkpoint_every", "must be at least 1"));
+        }
+        if !(0.0..=1_000_000.0).contains(&self.custody.fixity_per_day) {
+            return Err(self.key_err("custody.fixity_per_day", "must be between 0 and 1000000"));
         }
         if self.ingest.concurrency == 0 {
             return Err(self.key_err("ingest.concurrency", "must be at least 1"));

@@ -29,6 +29,10 @@ pub struct Metrics {
     pub jobs_queued: Gauge,
     /// Jobs leased right now (all nodes).
     pub jobs_running: Gauge,
+    /// Recordings whose objects the fixity worker re-read and re-hashed.
+    pub fixity_checks: Counter,
+    /// Stored objects that failed a fixity check (missing or different bytes): alert on any.
+    pub fixity_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -50,6 +54,8 @@ impl Metrics {
         let transcode_speed = Histogram::new(exponential_buckets(0.125, 2.0, 10));
         let jobs_queued = Gauge::default();
         let jobs_running = Gauge::default();
+        let fixity_checks = Counter::default();
+        let fixity_failures = Counter::default();
         registry.register("files_ingested", "Originals archived as new recordings", files_ingested.clone());
         registry.register("bytes_ingested", "Bytes of originals archived", bytes_ingested.clone());
         registry.register("ingest_duration_seconds", "Time from pick-up to catalog commit", ingest_seconds.clone());
@@ -59,6 +65,8 @@ impl Metrics {
         registry.register("transcode_speed_ratio", "Proxy generation speed (x real time)", transcode_speed.clone());
         registry.register("jobs_queued", "Jobs waiting in the queue", jobs_queued.clone());
         registry.register("jobs_running", "Jobs currently leased", jobs_running.clone());
+        registry.register("fixity_checks", "Recordings whose stored objects were re-verified", fixity_checks.clone());
+        registry.register("fixity_failures", "Stored objects that failed a fixity check", fixity_failures.clone());
         Self {
             registry,
             files_ingested,
@@ -70,6 +78,8 @@ impl Metrics {
             transcode_speed,
             jobs_queued,
             jobs_running,
+            fixity_checks,
+            fixity_failures,
         }
     }
 

@@ -44,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}/clips", axum::routing::post(media::create_clip))
         .route("/clips/{id}", get(media::get_clip))
         .route("/clips/{id}/media", get(media::clip_media))
+        .route("/keys", get(keys))
+        .route("/checkpoints", get(checkpoints))
         // Unknown /api routes still demand a valid token first: nothing under /api answers
         // an unauthenticated caller with anything but 401.
         .fallback(|_caller: auth::Caller| async { ApiError::NotFound });
@@ -56,6 +58,16 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The nodes' public signing keys (SPKI PEM), for anyone checking checkpoints: any valid token.
+async fn keys(_caller: auth::Caller, State(st): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    Ok(axum::Json(serde_json::json!({ "keys": st.catalog.node_keys().await? })))
+}
+
+/// Signed checkpoints of the custody chain head (body and base64 signature): any valid token.
+async fn checkpoints(_caller: auth::Caller, State(st): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    Ok(axum::Json(serde_json::json!({ "checkpoints": st.catalog.checkpoints().await? })))
 }
 
 /// Ready when the catalog and the store answer.

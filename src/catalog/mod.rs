@@ -3,6 +3,8 @@
 //! their SQL (`sql.rs`). Times are integer microseconds UTC; every multi-row change is one
 //! transaction, and every custody append serializes on the chain head.
 
+pub mod custody;
+mod custody_sql;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use custody::{Checkpoint, CustodyRecords, NodeKey, Timestamp};
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
 
@@ -185,6 +188,8 @@ pub struct NewRecording {
     pub attribution: crate::ingest::attribution::Attribution,
     /// Node that archived it.
     pub node: String,
+    /// Queue an RFC 3161 time-stamp request with the commit (a TSA is configured).
+    pub timestamp: bool,
 }
 
 /// Outcome of committing an archived upload.
@@ -413,6 +418,10 @@ pub struct CustodyEvent {
     pub body: crate::custody::EntryBody,
     /// Its hash.
     pub hash: String,
+    /// `details` exactly as stored, so `verify` can insist on the canonical form (a re-spaced
+    /// JSON text parses to the same value, yet it is a changed row).
+    #[serde(skip)]
+    pub details_raw: String,
 }
 
 /// A queued background job.
@@ -462,7 +471,7 @@ pub struct QueueDepth {
 
 /// The catalog boundary. Both backends pass the same conformance suite (`tests/it/catalog.rs`).
 #[async_trait]
-pub trait Catalog: Send + Sync {
+pub trait Catalog: CustodyRecords + Send + Sync {
     /// Backend name for messages (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
     /// Cheap liveness probe for `/readyz`.

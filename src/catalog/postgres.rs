@@ -44,3 +44,4 @@ impl PgCatalog {
 }
 
 super::sql::impl_catalog!(PgCatalog, Postgres);
+super::custody_sql::impl_custody_records!(PgCatalog, Postgres);

@@ -44,6 +44,7 @@ pub(super) struct RecordingRow {
     pub poster_key: Option<String>,
     pub poster_sha256: Option<String>,
     pub poster_size: Option<i64>,
+    pub timestamped: bool,
 }
 
 fn object_ref(key: Option<String>, sha: Option<String>, size: Option<i64>, ct: Option<String>) -> Option<super::ObjectRef> {
@@ -127,7 +128,7 @@ impl RecordingRow {
             retention_until: None,
             retention_permanent: false,
             legal_hold: false,
-            timestamped: false,
+            timestamped: self.timestamped,
             attribution: serde_json::from_str(&self.attribution).unwrap_or_default(),
             sort_at: self.sort_at,
             proxy: object_ref(self.proxy_key, self.proxy_sha256, self.proxy_size, self.proxy_type),
@@ -210,6 +211,7 @@ impl From<EventRow> for CustodyEvent {
                 prev_hash: r.prev_hash,
             },
             hash: r.hash,
+            details_raw: r.details,
         }
     }
 }
@@ -573,6 +575,29 @@ macro_rules! impl_catalog {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                    if rec.timestamp {
+                        // So is the time-stamp request; it waits in the queue while the TSA is down.
+                        sqlx::query(
+                            "INSERT INTO jobs (id, kind, dedupe_key, payload, priority, state, run_at, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6) ON CONFLICT (kind, dedupe_key) DO NOTHING",
+                        )
+                        .bind(uuid::Uuid::now_v7().to_string())
+                        .bind($crate::jobs::TIMESTAMP)
+                        .bind(format!("recording:{sighting_id}"))
+                        .bind(
+                            $crate::custody::stamper::payload(
+                                $crate::catalog::custody::subject::RECORDING,
+                                sighting_id,
+                                &rec.sha256,
+                                &$crate::custody::stamper::recording_token_key(&rec.object_key),
+                            )
+                            .to_string(),
+                        )
+                        .bind(now / 1_000_000)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     (ArchiveOutcome::Archived(sighting_id.to_string()), "archived")
                 };
                 let rid = match &outcome {

@@ -54,3 +54,4 @@ impl SqliteCatalog {
 }
 
 super::sql::impl_catalog!(SqliteCatalog, Sqlite);
+super::custody_sql::impl_custody_records!(SqliteCatalog, Sqlite);

@@ -1,7 +1,19 @@
-//! The custody log's hash rule: each entry's hash is
+//! The custody log. This module holds the hash rule: each entry's hash is
 //! `SHA-256(prev_hash ‖ SHA-256(RFC 8785 canonical JSON of the entry without its hash))`,
-//! over raw 32-byte digests, with 32 zero bytes before the first entry. Kept free of I/O so the
-//! catalog (appending) and `verify` (re-walking) share one definition a third party can re-implement.
+//! over raw 32-byte digests, with 32 zero bytes before the first entry — free of I/O so the
+//! catalog (appending) and `verify` (re-walking) share one definition a third party can
+//! re-implement. Its submodules build on it: the node key (`keys`), signed checkpoints
+//! (`checkpoint`), RFC 3161 time-stamps (`tsa`, `stamper`), verification (`verify`), the
+//! fixity worker (`fixity`) and court-ready exports (`export`, `bagit`).
+
+pub mod bagit;
+pub mod checkpoint;
+pub mod export;
+pub mod fixity;
+pub mod keys;
+pub mod stamper;
+pub mod tsa;
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -29,6 +41,36 @@ pub mod kind {
     pub const CLIPPED: &str = "clipped";
     /// An API principal was created or revoked.
     pub const PRINCIPAL: &str = "principal";
+    /// Attribution of a recording was set or corrected after archiving.
+    pub const ATTRIBUTED: &str = "attributed";
+    /// An RFC 3161 time-stamp token was obtained for a recording or a checkpoint.
+    pub const TIMESTAMPED: &str = "timestamped";
+    /// A recording's metadata or media was viewed.
+    pub const ACCESSED: &str = "accessed";
+    /// A recording's original (or a derivative) was downloaded.
+    pub const DOWNLOADED: &str = "downloaded";
+    /// An evidence package was exported.
+    pub const EXPORTED: &str = "exported";
+    /// A recording was linked to a case.
+    pub const LINKED: &str = "linked";
+    /// A recording was unlinked from a case.
+    pub const UNLINKED: &str = "unlinked";
+    /// A recording's classification changed.
+    pub const CLASSIFIED: &str = "classified";
+    /// A recording's retention category changed.
+    pub const CATEGORISED: &str = "categorised";
+    /// A legal hold was placed.
+    pub const HELD: &str = "held";
+    /// A legal hold was lifted.
+    pub const HOLD_RELEASED: &str = "hold_released";
+    /// A recording entered the destruction queue.
+    pub const QUEUED_FOR_DESTRUCTION: &str = "queued_for_destruction";
+    /// A recording's objects were destroyed (the tombstone stays).
+    pub const DESTROYED: &str = "destroyed";
+    /// A recording's stored objects were re-read and re-hashed.
+    pub const FIXITY_CHECKED: &str = "fixity_checked";
+    /// The chain head was signed by a node key.
+    pub const CHECKPOINT: &str = "checkpoint";
 }
 
 /// One custody entry as hashed: every column but `hash`.

@@ -49,8 +49,41 @@ fn collect(paths: &[PathBuf]) -> (Vec<(PathBuf, watch::Seen)>, Failures) {
     (out, failed)
 }
 
-/// Imports every file under `paths`.
-pub async fn run(ingestor: Arc<Ingestor>, paths: &[PathBuf], show_progress: bool) -> Summary {
+/// What happened to one file.
+enum FileResult {
+    /// Counted in the summary under this outcome.
+    Done(Outcome),
+    /// Empty file, recorded and skipped.
+    Empty,
+    /// Failed with this reason.
+    Failed(String),
+}
+
+/// Ingests one collected file.
+async fn one(ingestor: &Ingestor, root: PathBuf, f: &watch::Seen) -> FileResult {
+    let dock = DockCtx::backfill(root);
+    if f.fingerprint.size == 0 {
+        return match ingestor.saw_empty(&dock, f).await {
+            Ok(()) => FileResult::Empty,
+            Err(e) => FileResult::Failed(e.to_string()),
+        };
+    }
+    let res = match ingestor.discover(&dock, f).await {
+        Ok(Some(s)) => ingestor.process(&dock, &s).await,
+        Ok(None) => Ok(Outcome::AlreadyDone),
+        Err(e) => Err(e),
+    };
+    match res {
+        Ok(Outcome::Changed) => FileResult::Failed("file changed while being read".into()),
+        Ok(o) => FileResult::Done(o),
+        Err(e) => FileResult::Failed(e.to_string()),
+    }
+}
+
+/// Imports every file under `paths`, `concurrency` files at a time (so one file's fsyncs and
+/// catalog commits overlap another's reading and hashing).
+pub async fn run(ingestor: Arc<Ingestor>, paths: &[PathBuf], show_progress: bool, concurrency: usize) -> Summary {
+    use futures_util::StreamExt;
     let (files, unreadable) = collect(paths);
     let total: u64 = files.iter().map(|(_, f)| f.fingerprint.size as u64).sum();
     let bar = if show_progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
@@ -62,29 +95,21 @@ pub async fn run(ingestor: Arc<Ingestor>, paths: &[PathBuf], show_progress: bool
     );
     let n = files.len();
     let mut sum = Summary { failed: unreadable, ..Default::default() };
-    for (i, (root, f)) in files.into_iter().enumerate() {
-        bar.set_message(format!("file {}/{n}", i + 1));
-        let dock = DockCtx::backfill(root);
-        let display = f.path.to_string_lossy().into_owned();
-        if f.fingerprint.size == 0 {
-            if let Err(e) = ingestor.saw_empty(&dock, &f).await {
-                sum.failed.push((display, e.to_string()));
-            } else {
-                sum.skipped += 1;
-            }
-            continue;
-        }
-        let res = match ingestor.discover(&dock, &f).await {
-            Ok(Some(s)) => ingestor.process(&dock, &s).await,
-            Ok(None) => Ok(Outcome::AlreadyDone),
-            Err(e) => Err(e),
-        };
-        match res {
-            Ok(Outcome::Archived(_)) => sum.archived += 1,
-            Ok(Outcome::Duplicate(_)) => sum.duplicates += 1,
-            Ok(Outcome::AlreadyDone) => sum.skipped += 1,
-            Ok(Outcome::Changed) => sum.failed.push((display, "file changed while being read".into())),
-            Err(e) => sum.failed.push((display, e.to_string())),
+    let ing = &ingestor;
+    let mut results = futures_util::stream::iter(files.into_iter().map(|(root, f)| async move {
+        let r = one(ing, root, &f).await;
+        (f, r)
+    }))
+    .buffer_unordered(concurrency.max(1));
+    let mut done = 0;
+    while let Some((f, r)) = results.next().await {
+        done += 1;
+        bar.set_message(format!("file {done}/{n}"));
+        match r {
+            FileResult::Done(Outcome::Archived(_)) => sum.archived += 1,
+            FileResult::Done(Outcome::Duplicate(_)) => sum.duplicates += 1,
+            FileResult::Done(_) | FileResult::Empty => sum.skipped += 1,
+            FileResult::Failed(why) => sum.failed.push((f.path.to_string_lossy().into_owned(), why)),
         }
         bar.inc(f.fingerprint.size as u64);
     }

@@ -129,6 +129,8 @@ pub struct Ingestor {
     pub backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// Queue an RFC 3161 time-stamp for every new recording (a `[tsa]` is configured).
+    pub timestamp: bool,
 }
 
 fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
@@ -244,6 +246,7 @@ impl Ingestor {
             extension,
             attribution,
             node: self.node.clone(),
+            timestamp: self.timestamp,
         };
         let manifest = serde_json::json!({
             "recording_id": s.id,

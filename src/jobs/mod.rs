@@ -19,6 +19,8 @@ pub const DELETE_REDUNDANT: &str = "delete_redundant";
 pub const DERIVE: &str = "derive";
 /// Job kind: cut a clip.
 pub const CLIP: &str = "clip";
+/// Job kind: obtain an RFC 3161 time-stamp token.
+pub const TIMESTAMP: &str = "timestamp";
 
 /// What a worker reports after one unit of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +94,11 @@ pub struct JobWorker {
     pub handlers: HashMap<&'static str, Arc<dyn JobHandler>>,
     /// Lease length; heartbeats renew it at a third of that.
     pub lease: Duration,
-    /// First retry delay; doubles per attempt up to an hour.
+    /// First retry delay; doubles per attempt up to `max_backoff`.
     pub backoff: Duration,
+    /// Longest retry delay (an hour for most jobs; shorter where an outside service comes back,
+    /// such as a TSA).
+    pub max_backoff: Duration,
 }
 
 #[async_trait]
@@ -126,7 +131,7 @@ impl Worker for JobWorker {
         match result {
             Ok(()) => self.catalog.complete(&job.id, &job.lease_token).await?,
             Err(e) => {
-                let delay = self.backoff.saturating_mul(1 << job.attempts.clamp(0, 12) as u32).min(Duration::from_secs(3600));
+                let delay = self.backoff.saturating_mul(1 << job.attempts.clamp(0, 12) as u32).min(self.max_backoff);
                 tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, error = %e, "job failed; will retry");
                 let at = crate::catalog::now_micros() + delay.as_micros() as i64;
                 self.catalog.retry_later(&job.id, &job.lease_token, &format!("{e:#}"), at).await?;

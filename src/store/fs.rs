@@ -281,6 +281,41 @@ impl ObjectStore for FsStore {
         .map_err(StoreError::io(format!("deleting {key}")))
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            // Walk the deepest directory the prefix names, then filter by the whole prefix.
+            let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+            let mut keys = Vec::new();
+            let mut stack = vec![root.join(dir_part)];
+            while let Some(dir) = stack.pop() {
+                let rd = match fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::Io { context: format!("listing {}", dir.display()), source: e }),
+                };
+                for e in rd.flatten() {
+                    let p = e.path();
+                    let Ok(rel) = p.strip_prefix(&root) else { continue };
+                    let Some(rel) = rel.to_str() else { continue };
+                    if rel.starts_with(".tmp") {
+                        continue;
+                    }
+                    match e.file_type() {
+                        Ok(t) if t.is_dir() => stack.push(p.clone()),
+                        Ok(t) if t.is_file() && rel.starts_with(prefix.as_str()) => keys.push(rel.to_string()),
+                        _ => {}
+                    }
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+        .map_err(|e| StoreError::Io { context: "list task".into(), source: std::io::Error::other(e) })?
+    }
+
     async fn abort_upload(&self, _key: &str, _upload_id: &str) -> Result<()> {
         Ok(())
     }

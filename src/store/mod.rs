@@ -122,6 +122,8 @@ pub trait ObjectStore: Send + Sync {
     async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<ByteStream>;
     /// Size of an object, or `NotFound`.
     async fn size(&self, key: &str) -> Result<u64>;
+    /// Keys of every object whose key starts with `prefix`, sorted (checkpoints, keys: small sets).
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Deletes an object (only ever an unreferenced duplicate here; retention does the rest).
     async fn delete(&self, key: &str) -> Result<()>;
     /// Aborts a journaled multipart upload (no-op for stores without them).

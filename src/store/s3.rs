@@ -382,6 +382,29 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(self.key(prefix))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.err(prefix, e))?;
+            keys.extend(out.contents().iter().filter_map(|o| o.key()).map(|k| k.strip_prefix(&self.prefix).unwrap_or(k).to_string()));
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn sweep_uploads(&self, key_prefix: &str) -> Result<usize> {
         let full_prefix = self.key(key_prefix);
         let mut n = 0;

@@ -374,3 +374,74 @@ async fn media_results_and_clips(c: Arc<dyn Catalog>) {
     assert_chain_valid(c.as_ref()).await;
 }
 both!(media_results_and_clips);
+
+async fn custody_records(c: Arc<dyn Catalog>) {
+    use evidenced::catalog::custody::subject;
+    use evidenced::catalog::{Checkpoint, NodeKey, Timestamp};
+    assert_eq!(c.chain_head().await.unwrap(), None);
+    let key = NodeKey { key_id: "k1".into(), node: "n1".into(), public_pem: "PEM".into(), created_at: 1 };
+    c.register_key(&key).await.unwrap();
+    c.register_key(&key).await.unwrap();
+    assert_eq!(c.node_keys().await.unwrap(), vec![key]);
+
+    // An archive with a time-stamp request queued in the same transaction.
+    let sha = "c".repeat(64);
+    let (s1, _) = c.record_sighting(&sighting(b"/dock/t.mp4", 10)).await.unwrap();
+    let mut rec = recording(&sha, &s1.id);
+    rec.timestamp = true;
+    c.commit_archive(&s1.id, &rec, "node:n1", None).await.unwrap();
+    let job = c.claim(&[evidenced::jobs::TIMESTAMP], "w", 60_000_000).await.unwrap().expect("timestamp job queued with the commit");
+    assert_eq!(job.payload["sha256"], sha);
+    assert_eq!(job.payload["token_key"], format!("originals/n1/{}/timestamp.tsr", s1.id));
+    assert!(!c.recording(&s1.id).await.unwrap().timestamped);
+
+    let t = Timestamp {
+        id: "t1".into(),
+        subject: subject::RECORDING.into(),
+        subject_id: s1.id.clone(),
+        sha256: sha.clone(),
+        token_key: "k.tsr".into(),
+        token_sha256: "d".repeat(64),
+        gen_time: 5,
+        serial: "7".into(),
+        tsa: "http://tsa".into(),
+        created_at: 6,
+    };
+    assert!(c.record_timestamp(&t, "node:n1").await.unwrap());
+    assert!(!c.record_timestamp(&Timestamp { id: "t2".into(), ..t.clone() }, "node:n1").await.unwrap(), "one token per subject");
+    assert!(c.recording(&s1.id).await.unwrap().timestamped);
+    assert_eq!(c.timestamps(Some(&s1.id)).await.unwrap(), vec![t]);
+
+    let (head_seq, head_hash) = c.chain_head().await.unwrap().unwrap();
+    let cp = Checkpoint {
+        id: "cp1".into(),
+        node: "n1".into(),
+        key_id: "k1".into(),
+        seq: head_seq,
+        hash: head_hash,
+        at: 9,
+        body: "{}".into(),
+        signature: "c2ln".into(),
+        object_key: "checkpoints/n1/x.json".into(),
+    };
+    let ev = c.record_checkpoint(&cp, "node:n1").await.unwrap();
+    assert_eq!(ev, head_seq + 1, "the checkpoint event follows the signed head");
+    assert_eq!(c.checkpoints().await.unwrap(), vec![cp]);
+
+    // Fixity: never-checked recordings first; a check moves a recording to the back.
+    let (s2, _) = c.record_sighting(&sighting(b"/dock/u.mp4", 10)).await.unwrap();
+    c.commit_archive(&s2.id, &recording(&"e".repeat(64), &s2.id), "node:n1", None).await.unwrap();
+    assert_eq!(c.fixity_population().await.unwrap(), 2);
+    let first = c.fixity_due(1).await.unwrap()[0].clone();
+    c.record_fixity(&first, true, serde_json::json!({"objects": []}), "node:n1").await.unwrap();
+    let next = c.fixity_due(2).await.unwrap();
+    assert_eq!(next.len(), 2);
+    assert_ne!(next[0], first);
+    assert_eq!(next[1], first);
+    assert!(matches!(c.record_fixity("nope", true, serde_json::json!({}), "x").await, Err(CatalogError::NotFound(_))));
+    let kinds: Vec<String> = c.custody_events(Some(&first), 0, 100).await.unwrap().into_iter().map(|e| e.body.kind).collect();
+    assert!(kinds.contains(&"fixity_checked".to_string()), "{kinds:?}");
+    assert!(c.clips_of(&s1.id).await.unwrap().is_empty());
+    assert_chain_valid(c.as_ref()).await;
+}
+both!(custody_records);

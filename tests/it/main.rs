@@ -3,11 +3,14 @@
 //! backend; `daemon` drives `evidenced run` end to end; `cli` the one-shot commands; `systemd`
 //! the unit and the notify protocol.
 
+mod bagit;
 mod catalog;
 mod cli;
+mod custody;
 mod daemon;
 mod harness;
 mod media;
 mod media_worker;
 mod store;
 mod systemd;
+mod tsa;

@@ -77,6 +77,14 @@ async fn conformance(s: Arc<dyn ObjectStore>, multipart_expected: bool) {
     s.delete("t/m.json").await.unwrap();
     assert!(matches!(s.size("t/m.json").await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.get("t/nope", None).await.err(), Some(StoreError::NotFound(_))));
+
+    // Listing by prefix: sorted, nested keys included, other prefixes and missing ones empty.
+    for k in ["cp/n1/002.json", "cp/n1/001.json", "cp/n2/001.sig", "cpx/other"] {
+        s.put_bytes(k, Bytes::from_static(b"x"), "text/plain").await.unwrap();
+    }
+    assert_eq!(s.list("cp/").await.unwrap(), ["cp/n1/001.json", "cp/n1/002.json", "cp/n2/001.sig"]);
+    assert_eq!(s.list("cp/n1/00").await.unwrap(), ["cp/n1/001.json", "cp/n1/002.json"]);
+    assert!(s.list("nothing/").await.unwrap().is_empty());
 }
 
 #[tokio::test]
