@@ -292,3 +292,110 @@ async fn fixity_worker_catches_a_corrupted_object() {
     .await;
     d.stop();
 }
+
+/// `python3 -m bagit --validate DIR`, what a recipient would run.
+fn bagit_validate(bag: &Path) -> (bool, String) {
+    let o = Command::new("python3").args(["-m", "bagit", "--validate"]).arg(bag).output().unwrap();
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+#[tokio::test]
+async fn tokens_wait_for_the_tsa_then_verify_and_the_case_exports_as_a_valid_bag() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tsa = crate::tsa::TestTsa::start();
+    tsa.stop();
+    let extra = format!("[tsa]\nurl = \"{}\"\nca_file = \"{}\"\ntimeout = \"3s\"\n", tsa.url(), tsa.ca_file().display());
+    // The import does not wait for the (down) TSA: its requests are queued.
+    let (mut d, _) = station_with_files(dir.path(), &extra);
+    d.start().await;
+    let recs = d.wait_recordings(4, Duration::from_secs(10)).await;
+    assert!(recs.iter().all(|r| r["timestamped"] == false));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(d.alive(), "a down TSA does not stop the daemon");
+    assert!(d.recordings().await.iter().all(|r| r["timestamped"] == false));
+
+    tsa.restart();
+    wait_for("every recording time-stamped", Duration::from_secs(60), || async {
+        let rs = d.recordings().await;
+        rs.iter().all(|r| r["timestamped"] == true).then_some(())
+    })
+    .await;
+    assert_eq!(d.stop(), Some(0));
+    let db = sqlite(&d).await;
+    let checkpoint_tokens: i64 =
+        sqlx::query("SELECT COUNT(*) FROM timestamps WHERE subject = 'checkpoint'").fetch_one(&db).await.unwrap().get(0);
+    assert!(checkpoint_tokens >= 1, "checkpoints are time-stamped too");
+    assert_clean(&d, "all tokens in place");
+
+    // A token replaced by another recording's (a valid token, for other bytes) is caught.
+    let keys: Vec<(String, String)> =
+        sqlx::query_as("SELECT token_key, sha256 FROM timestamps WHERE subject = 'recording' ORDER BY token_key")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let (a, b) = (dir.path().join("archive").join(&keys[0].0), dir.path().join("archive").join(&keys[1].0));
+    let saved = std::fs::read(&a).unwrap();
+    std::fs::write(&a, std::fs::read(&b).unwrap()).unwrap();
+    assert_caught(&d, "replaced token", &format!("token {}", keys[0].0));
+    std::fs::write(&a, &saved).unwrap();
+    assert_clean(&d, "restored token");
+
+    // The case export.
+    let bag = dir.path().join("bag-C-1");
+    let (code, out, err) = d.cli(&["export", "--case", "C-1", "--out", bag.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!dir.path().join("bag-C-1.partial").exists());
+    let (ok, msg) = bagit_validate(&bag);
+    assert!(ok, "an independent BagIt validator accepts the bag: {msg}");
+    let manifest = std::fs::read_to_string(bag.join("manifest-sha256.txt")).unwrap();
+    let originals: Vec<PathBuf> = std::fs::read_dir(bag.join("data/originals")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(originals.len(), 2, "the two C-1 recordings: {manifest}");
+    for o in &originals {
+        let sha = o.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(crate::harness::sha256_file(o), sha, "originals are named by their SHA-256");
+        let token = bag.join(format!("tokens/{sha}.tsr"));
+        let v = Command::new("openssl")
+            .args(["ts", "-verify", "-data"])
+            .arg(o)
+            .arg("-in")
+            .arg(&token)
+            .arg("-CAfile")
+            .arg(bag.join("tokens/tsa-ca.pem"))
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "openssl ts -verify rejects {}: {}", token.display(), String::from_utf8_lossy(&v.stderr));
+    }
+    // The signed checkpoint of the export, its key, and the chain up to it.
+    let cp_dir = bag.join("checkpoints");
+    let mut cps: Vec<PathBuf> =
+        std::fs::read_dir(&cp_dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    cps.sort();
+    let last = cps.last().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&std::fs::read(last).unwrap()).unwrap();
+    let key = bag.join(format!("keys/{}.pem", body["key_id"].as_str().unwrap()));
+    assert!(openssl_verify(&key, last, &last.with_extension("sig")), "openssl pkeyutl accepts the bag's checkpoint");
+    let py =
+        Command::new("python3").arg(bag.join("custody/verify_chain.py")).arg(bag.join("custody/chain.jsonl")).arg(last).output().unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stdout));
+    // Other cases stay out: the C-2 recording is in the chain only as hashes.
+    let c2: String = sqlx::query("SELECT id FROM recordings WHERE case_ids LIKE '%C-2%'").fetch_one(&db).await.unwrap().get(0);
+    for f in ["custody/chain.jsonl", "custody/entries.jsonl", "recordings.json"] {
+        assert!(!std::fs::read_to_string(bag.join(f)).unwrap().contains(&c2), "{f} reveals another case");
+    }
+    assert!(std::fs::read_to_string(bag.join("VERIFY.txt")).unwrap().contains("openssl ts -verify"));
+    let exported: i64 = sqlx::query("SELECT COUNT(*) FROM custody_events WHERE kind = 'exported'").fetch_one(&db).await.unwrap().get(0);
+    assert_eq!(exported, 2, "every export is in the custody log");
+
+    // Refusals: an existing directory, an unknown case.
+    let (code, _, err) = d.cli(&["export", "--case", "C-1", "--out", bag.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = d.cli(&["export", "--case", "NOPE", "--out", dir.path().join("x").to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("NOPE"), "{err}");
+
+    // One changed byte and the validator rejects the bag.
+    flip_byte(&originals[0], 100);
+    let (ok, _) = bagit_validate(&bag);
+    assert!(!ok, "a changed payload byte fails validation");
+}
