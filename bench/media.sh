@@ -126,8 +126,6 @@ kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""
 } >> "$report"
 mkdir -p docs
 cp "$report" "$OUT_DOC"
-if [ -f docs/benchmarks.md ]; then
-  sed -i '/^<!-- media-bench -->/,$d' docs/benchmarks.md
-  { echo; echo '<!-- media-bench -->'; echo; sed 's/^## /### /; s/^# Media benchmarks/## Media benchmarks (`bench\/media.sh`)/' "$report"; } >> docs/benchmarks.md
-fi
+. bench/doc-section.sh
+replace_section media "$report"
 cat "$report"

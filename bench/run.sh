@@ -585,8 +585,8 @@ DOC=$(mktemp)
 mkdir -p "$(dirname "$OUT")"
 chmod 644 "$DOC"
 # Keep the media section that bench/media.sh maintains at the end of the same document.
-if [ -f "$OUT" ] && grep -q '^<!-- media-bench -->' "$OUT"; then
-  sed -n '/^<!-- media-bench -->/,$p' "$OUT" >> "$DOC"
+if [ -f "$OUT" ] && grep -q '^<!-- [a-z]*-bench -->$' "$OUT"; then
+  sed -n '/^<!-- [a-z]*-bench -->$/,$p' "$OUT" >> "$DOC"
 fi
 mv "$DOC" "$OUT"
 cat "$OUT"

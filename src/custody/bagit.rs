@@ -244,7 +244,8 @@ impl BagWriter {
     /// `Payload-Oxum` must match the payload), `manifest-sha256.txt` and
     /// `tagmanifest-sha256.txt`, fsyncs every directory of the bag, renames `<out>.partial` to
     /// `<out>` (refusing to replace anything that appeared there meanwhile) and fsyncs the
-    /// parent. On error the `.partial` stays, as when the writer is dropped.
+    /// parent. On error the `.partial` stays, as when the writer is dropped (only a failed fsync
+    /// of the parent, after the rename, leaves the complete bag at `<out>` with an error).
     pub async fn finish(self, bag_info: &[(String, String)]) -> Result<BagSummary> {
         self.usable()?;
         let payload_bytes: u64 = self.payload.values().map(|f| f.bytes).sum();
@@ -479,11 +480,15 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<Fixity> {
     Ok(Fixity { sha256: hex::encode(Sha256::digest(bytes)), bytes: bytes.len() as u64 })
 }
 
-/// Removes the file of a failed add (absent is fine).
+/// Removes the file of a failed add. Nothing there, a path through a file, or a directory (a
+/// tag path naming an existing tag directory) means the add created nothing: every file in the
+/// partial bag is either recorded under a unique path or the one this add was writing.
 fn discard(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", path)(e)),
-        _ => Ok(()),
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => fs::remove_file(path).map_err(io_err("removing", path)),
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(()),
+        Err(e) => Err(io_err("inspecting", path)(e)),
     }
 }
 
@@ -540,7 +545,6 @@ fn c_path(path: &Path) -> io::Result<CString> {
 }
 
 /// Bytes available to an unprivileged writer on the filesystem holding `dir` (`statvfs`).
-#[allow(clippy::unnecessary_cast)] // the field types differ between targets
 fn free_space(dir: &Path) -> io::Result<u64> {
     let c = c_path(dir)?;
     // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs; statvfs only
@@ -712,6 +716,16 @@ mod tests {
         pairs.iter().map(|(l, v)| (l.to_string(), v.to_string())).collect()
     }
 
+    /// Compile-time check: an export can run on a spawned task (its futures are `Send`).
+    #[allow(dead_code)]
+    fn futures_are_send(w: &mut BagWriter, s: crate::store::ByteStream, src: &Path) {
+        fn send<T: Send>(_: T) {}
+        send(w.add_payload_stream("a", s, None));
+        send(w.add_payload_file("b", src, None));
+        send(w.add_payload_bytes("c", b"", None));
+        send(w.add_tag_file("d", b""));
+    }
+
     #[test]
     fn percent_encoding_touches_only_cr_lf_and_percent() {
         assert_eq!(encode_manifest_path("data/a b/é 证据.mp4"), "data/a b/é 证据.mp4");
@@ -881,6 +895,14 @@ mod tests {
         assert!(matches!(w.add_payload_bytes("../x", b"", None).await, Err(BagError::InvalidPath { .. })));
         w.add_tag_file("VERIFY.txt", b"v").await.unwrap();
         assert!(matches!(w.add_tag_file("VERIFY.txt", b"v").await, Err(BagError::Duplicate { .. })));
+        // A file where a directory is needed, or the reverse: refused by the OS, nothing to
+        // clean up, the recorded files stay and the writer goes on.
+        let e = w.add_tag_file("VERIFY.txt/x", b"").await.unwrap_err();
+        assert!(matches!(&e, BagError::Io { path, .. } if path.ends_with("VERIFY.txt")), "{e}");
+        w.add_tag_file("keys/a.pem", b"k").await.unwrap();
+        assert!(matches!(w.add_tag_file("keys", b"").await, Err(BagError::Io { .. })));
+        assert!(partial.join("VERIFY.txt").is_file() && partial.join("keys/a.pem").is_file());
+        w.add_payload_bytes("after", b"ok", None).await.unwrap();
 
         // A dropped (cancelled) add poisons the writer: its file may be in no manifest.
         let pending = futures_util::stream::pending::<io::Result<Bytes>>();

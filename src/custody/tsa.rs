@@ -659,6 +659,15 @@ mod tests {
         assert_eq!(c.url(), "http://127.0.0.1:1/tsa");
     }
 
+    #[test]
+    fn stamp_future_is_send() {
+        // The daemon spawns stamping on the multi-threaded runtime: no raw pointer may live across an await.
+        fn assert_send<T: Send>(_: &T) {}
+        let c = TsaClient::new("http://127.0.0.1:1/", TEST_CA, Duration::from_secs(1)).unwrap();
+        let d = digest();
+        assert_send(&c.stamp(&d));
+    }
+
     #[tokio::test]
     async fn refused_connection_is_transient() {
         // A port that was just free: nothing listens there any more.

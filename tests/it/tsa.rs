@@ -175,7 +175,8 @@ impl TestTsa {
         TestTsa::start_with(Options::default())
     }
 
-    /// Creates the PKI in a fresh temp dir and starts serving on a free port.
+    /// Creates the PKI in a fresh temp dir and starts serving on a free port. Blocking (it runs
+    /// the `openssl` CLI a few times, well under a second with P-256 keys); fine in async tests.
     pub fn start_with(opts: Options) -> TestTsa {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -215,7 +216,9 @@ impl TestTsa {
         // What a TSA configured with the real signer would use (for the EKU test's CLI check).
         std::fs::write(d.join("signer.cnf"), ts_config(d, "tsa.pem", digest)).unwrap();
         std::fs::write(d.join("serial"), "01\n").unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // The first listener is kept (not dropped and re-bound), so no other test can take the port.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             dir: d.to_path_buf(),
             opts,
@@ -226,7 +229,7 @@ impl TestTsa {
             requests: AtomicUsize::new(0),
         });
         let mut t = TestTsa { dir, port, shared, server: None };
-        t.restart();
+        t.serve(listener);
         t
     }
 
@@ -298,7 +301,8 @@ impl TestTsa {
     }
 
     /// Listens again on the same port with the same PKI (stops first if running). Listening when
-    /// this returns.
+    /// this returns. (While stopped, the port is free: a test picking free ports at that moment
+    /// could take it; re-binding then retries for 5 s before panicking.)
     pub fn restart(&mut self) {
         self.stop();
         // The port was ours a moment ago; SO_REUSEADDR (std sets it on Unix) covers TIME_WAIT.
@@ -306,14 +310,18 @@ impl TestTsa {
         let listener = loop {
             match TcpListener::bind(("127.0.0.1", self.port)) {
                 Ok(l) => break l,
-                Err(e) if tries < 50 => {
+                Err(_) if tries < 50 => {
                     tries += 1;
-                    let _ = e;
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => panic!("rebinding test TSA port {}: {e}", self.port),
             }
         };
+        self.serve(listener);
+    }
+
+    /// Serves on `listener` from a new thread with its own runtime.
+    fn serve(&mut self, listener: TcpListener) {
         listener.set_nonblocking(true).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shared = self.shared.clone();
