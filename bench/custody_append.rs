@@ -91,9 +91,12 @@ async fn plain(url: &str, n: usize, writers: usize) -> f64 {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(url), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<usize>().ok())) else {
-        eprintln!("usage: custody_append CATALOG_URL N");
-        std::process::exit(2);
+    let url = args.get(1).filter(|u| u.starts_with("sqlite:") || u.starts_with("postgres"));
+    let (Some(url), Some(n)) = (url, args.get(2).and_then(|n| n.parse::<usize>().ok())) else {
+        eprintln!("usage: custody_append CATALOG_URL N (bench/custody.sh runs it)");
+        // `cargo test --all-targets` runs this target with test-harness flags: nothing to measure.
+        let harness = args.iter().skip(1).all(|a| a.starts_with("--") || a.parse::<u32>().is_ok());
+        std::process::exit(if harness { 0 } else { 2 });
     };
     let c = catalog::open(url, 8).await.expect("open catalog");
     let backend = c.backend();
