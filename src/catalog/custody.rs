@@ -91,6 +91,8 @@ pub trait CustodyRecords: Send + Sync {
     async fn record_checkpoint(&self, c: &Checkpoint, actor: &str) -> Result<i64>;
     /// Every checkpoint, by signed sequence number then time.
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+    /// The checkpoint of the highest sequence number (the newest of those), if any.
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>>;
     /// Stores a token, marks a recording `timestamped` and appends the `timestamped` event, in
     /// one transaction. Returns false (and changes nothing) when the subject already has one.
     async fn record_timestamp(&self, t: &Timestamp, actor: &str) -> Result<bool>;

@@ -59,6 +59,10 @@ macro_rules! impl_custody_records {
                 Ok(sqlx::query_as("SELECT * FROM checkpoints ORDER BY seq, at, id").fetch_all(&self.pool).await?)
             }
 
+            async fn latest_checkpoint(&self) -> $crate::catalog::Result<Option<$crate::catalog::custody::Checkpoint>> {
+                Ok(sqlx::query_as("SELECT * FROM checkpoints ORDER BY seq DESC, at DESC, id DESC LIMIT 1").fetch_optional(&self.pool).await?)
+            }
+
             async fn record_timestamp(&self, t: &$crate::catalog::custody::Timestamp, actor: &str) -> $crate::catalog::Result<bool> {
                 let mut tx = self.write_tx().await?;
                 let n = sqlx::query(

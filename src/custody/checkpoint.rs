@@ -82,7 +82,7 @@ impl Checkpointer {
     async fn pending(&self) -> anyhow::Result<(i64, Option<(i64, String)>)> {
         let head = self.catalog.chain_head().await?;
         let Some((head_seq, _)) = head.clone() else { return Ok((0, None)) };
-        let last = self.catalog.checkpoints().await?.into_iter().map(|c| c.seq).max().unwrap_or(0);
+        let last = self.catalog.latest_checkpoint().await?.map(|c| c.seq).unwrap_or(0);
         if head_seq <= last {
             return Ok((0, head));
         }

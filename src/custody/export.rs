@@ -83,13 +83,7 @@ impl Exporter {
         // Every entry up to now is covered by a checkpoint signed for this export.
         let cp = match self.checkpointer.checkpoint("export", false).await? {
             Some(cp) => cp,
-            None => self
-                .catalog
-                .checkpoints()
-                .await?
-                .into_iter()
-                .max_by_key(|c| (c.seq, c.at))
-                .ok_or_else(|| anyhow::anyhow!("no checkpoint"))?,
+            None => self.catalog.latest_checkpoint().await?.ok_or_else(|| anyhow::anyhow!("the custody log is empty: nothing to sign"))?,
         };
         let ids: HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
 
@@ -147,6 +141,7 @@ impl Exporter {
             bag.add_tag_file(&format!("keys/{}.pem", k.key_id), k.public_pem.as_bytes()).await?;
         }
         let mut tokens = Vec::new();
+        let mut token_bytes = Vec::new();
         for t in self.catalog.timestamps(None).await? {
             let wanted = match t.subject.as_str() {
                 subject::RECORDING => ids.contains(t.subject_id.as_str()),
@@ -163,10 +158,23 @@ impl Exporter {
                 format!("tokens/checkpoint-{}.tsr", t.subject_id)
             };
             bag.add_tag_file(&name, &der).await?;
+            token_bytes.push(der);
             tokens.push(serde_json::json!({"file": name, "subject": t.subject, "subject_id": t.subject_id, "sha256": t.sha256, "gen_time": super::format_at(t.gen_time), "tsa": t.tsa}));
         }
         if let Some(ca) = &self.tsa_ca {
             bag.add_tag_file("tokens/tsa-ca.pem", ca).await?;
+        }
+        // The certificates the TSA embedded in its tokens (signer and chain), for reference.
+        let mut chain: Vec<u8> = Vec::new();
+        for der in &token_bytes {
+            if let Ok(pem) = super::tsa::token_certs_pem(der) {
+                if !pem.is_empty() && !chain.windows(pem.len()).any(|w| w == pem.as_slice()) {
+                    chain.extend_from_slice(&pem);
+                }
+            }
+        }
+        if !chain.is_empty() {
+            bag.add_tag_file("tokens/tsa-chain.pem", &chain).await?;
         }
         let recordings = serde_json::json!({
             "case": case,
@@ -309,7 +317,8 @@ OpenSSL 3 and any BagIt validator. Nothing needs the evidenced software or its s
    For every tokens/<sha256>.tsr:
          openssl ts -verify -data data/originals/<sha256>.<ext> -in tokens/<sha256>.tsr \
              -CAfile tokens/tsa-ca.pem
-   must print "Verification: OK". `openssl ts -reply -in tokens/<sha256>.tsr -text` shows the
+   must print "Verification: OK". tokens/tsa-chain.pem holds the certificates the TSA put in its
+   tokens. `openssl ts -reply -in tokens/<sha256>.tsr -text` shows the
    time and the TSA. (Tokens are absent when no time-stamping authority was configured, or
    when the TSA had not answered yet at export time.)
 

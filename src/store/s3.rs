@@ -6,6 +6,7 @@
 //! (`WhenRequired`) so SHA-256 is the one checksum, computed by us, once. Payload signing is off
 //! for uploads: the checksum already guards the body, and signing would hash every byte again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::io::ReaderStream;
 
@@ -43,6 +45,25 @@ pub struct S3Store {
     part_size: u64,
     /// Parts uploaded concurrently.
     parts_in_flight: usize,
+    /// Upload buffer budget shared by every upload of this store, in MiB: `(parts_in_flight + 1)
+    /// × part_size`. Each part (or small object) holds its size in permits until it is sent, so
+    /// memory stays bounded however many files are ingested at once.
+    buffers: Arc<Semaphore>,
+    /// Total permits of `buffers` (a larger part waits for all of them).
+    buffer_mib: u32,
+}
+
+impl S3Store {
+    /// Waits until `len` bytes of buffer budget are free and holds them.
+    async fn reserve(&self, len: u64) -> Result<OwnedSemaphorePermit> {
+        let want = (len.div_ceil(1 << 20) as u32).clamp(1, self.buffer_mib);
+        self.buffers.clone().acquire_many_owned(want).await.map_err(|_| StoreError::Config("upload buffers closed".into()))
+    }
+}
+
+/// The shared upload buffer budget in MiB.
+fn buffer_mib(parts_in_flight: usize, part_size: u64) -> u32 {
+    ((parts_in_flight as u64 + 1) * part_size.div_ceil(1 << 20)).min(u32::MAX as u64 / 2) as u32
 }
 
 /// Part size for a file: the configured size, grown (in whole MiB) so the file fits in 10 000 parts.
@@ -97,6 +118,8 @@ impl S3Store {
             multipart_threshold: cfg.multipart_threshold,
             part_size: cfg.part_size,
             parts_in_flight: cfg.parts_in_flight,
+            buffers: Arc::new(Semaphore::new(buffer_mib(cfg.parts_in_flight, cfg.part_size) as usize)),
+            buffer_mib: buffer_mib(cfg.parts_in_flight, cfg.part_size),
         })
     }
 
@@ -215,6 +238,7 @@ impl S3Store {
             }
             let offset = idx as u64 * part_size;
             let n = part_size.min(size - offset) as usize;
+            let permit = self.reserve(n as u64).await?;
             let (f, mut hasher) = (file.clone(), full.take().unwrap_or_default());
             let (chunk, hasher) = tokio::task::spawn_blocking(move || {
                 use std::os::unix::fs::FileExt;
@@ -240,6 +264,7 @@ impl S3Store {
             let store = self.describe();
             let key = key.to_string();
             inflight.spawn(async move {
+                let _permit = permit;
                 let digest: [u8; 32] = tokio::task::spawn_blocking({
                     let c = chunk.clone();
                     move || Sha256::digest(&c).into()
@@ -331,6 +356,7 @@ impl ObjectStore for S3Store {
         if size >= self.multipart_threshold {
             return self.put_multipart(key, file, size, journal).await;
         }
+        let _permit = self.reserve(size).await?;
         let data = tokio::task::spawn_blocking(move || {
             use std::io::Read;
             let mut buf = Vec::with_capacity(size as usize);

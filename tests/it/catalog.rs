@@ -426,7 +426,8 @@ async fn custody_records(c: Arc<dyn Catalog>) {
     };
     let ev = c.record_checkpoint(&cp, "node:n1").await.unwrap();
     assert_eq!(ev, head_seq + 1, "the checkpoint event follows the signed head");
-    assert_eq!(c.checkpoints().await.unwrap(), vec![cp]);
+    assert_eq!(c.checkpoints().await.unwrap(), vec![cp.clone()]);
+    assert_eq!(c.latest_checkpoint().await.unwrap(), Some(cp));
 
     // Fixity: never-checked recordings first; a check moves a recording to the back.
     let (s2, _) = c.record_sighting(&sighting(b"/dock/u.mp4", 10)).await.unwrap();

@@ -72,6 +72,11 @@ async fn verify_passes_clean_and_names_every_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let (d, _) = station_with_files(dir.path(), "");
     assert_clean(&d, "clean archive");
+    // Entries after the newest checkpoint (here a token created by the CLI) are a warning only.
+    d.token_create(&["--name", "late", "--role", "auditor"]);
+    let (code, out, err) = verify(&d);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("warning") && err.contains("after the newest signed checkpoint"), "{err}");
     let (code, out, _) = d.cli(&["verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -305,10 +310,21 @@ async fn tokens_wait_for_the_tsa_then_verify_and_the_case_exports_as_a_valid_bag
     let mut tsa = crate::tsa::TestTsa::start();
     tsa.stop();
     let extra = format!("[tsa]\nurl = \"{}\"\nca_file = \"{}\"\ntimeout = \"3s\"\n", tsa.url(), tsa.ca_file().display());
-    // The import does not wait for the (down) TSA: its requests are queued.
+    // The import does not wait for the (down) TSA: its requests are queued. One more recording,
+    // a real video in case C-1, gets a proxy and a poster that verify and export must cover.
     let (mut d, _) = station_with_files(dir.path(), &extra);
+    let video = dir.path().join("video/BWC9_P9_20260109120000_9.mp4");
+    std::fs::create_dir_all(video.parent().unwrap()).unwrap();
+    let ff = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(&video)
+        .status()
+        .unwrap();
+    assert!(ff.success());
+    std::fs::write(video.with_extension("json"), r#"{"device_serial":"BWC9","officer_id":"P9","case_ids":["C-1"]}"#).unwrap();
+    assert_eq!(d.cli(&["ingest", "--quiet", video.to_str().unwrap()]).0, 0);
     d.start().await;
-    let recs = d.wait_recordings(4, Duration::from_secs(10)).await;
+    let recs = d.wait_recordings(5, Duration::from_secs(10)).await;
     assert!(recs.iter().all(|r| r["timestamped"] == false));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(d.alive(), "a down TSA does not stop the daemon");
@@ -320,6 +336,8 @@ async fn tokens_wait_for_the_tsa_then_verify_and_the_case_exports_as_a_valid_bag
         rs.iter().all(|r| r["timestamped"] == true).then_some(())
     })
     .await;
+    let vid = recs.iter().find(|r| r["original_name"].as_str().unwrap().starts_with("BWC9")).unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(d.wait_media(&vid, Duration::from_secs(60)).await["media_state"], "ready");
     assert_eq!(d.stop(), Some(0));
     let db = sqlite(&d).await;
     let checkpoint_tokens: i64 =
@@ -340,6 +358,13 @@ async fn tokens_wait_for_the_tsa_then_verify_and_the_case_exports_as_a_valid_bag
     std::fs::write(&a, &saved).unwrap();
     assert_clean(&d, "restored token");
 
+    // Derivatives are re-read too: one byte of the proxy.
+    let proxy: String = sqlx::query("SELECT proxy_key FROM recordings WHERE id = $1").bind(&vid).fetch_one(&db).await.unwrap().get(0);
+    flip_byte(&dir.path().join("archive").join(&proxy), 2000);
+    assert_caught(&d, "corrupted proxy", &format!("object {proxy} (proxy)"));
+    flip_byte(&dir.path().join("archive").join(&proxy), 2000);
+    assert_clean(&d, "restored proxy");
+
     // The case export.
     let bag = dir.path().join("bag-C-1");
     let (code, out, err) = d.cli(&["export", "--case", "C-1", "--out", bag.to_str().unwrap()]);
@@ -349,7 +374,9 @@ async fn tokens_wait_for_the_tsa_then_verify_and_the_case_exports_as_a_valid_bag
     assert!(ok, "an independent BagIt validator accepts the bag: {msg}");
     let manifest = std::fs::read_to_string(bag.join("manifest-sha256.txt")).unwrap();
     let originals: Vec<PathBuf> = std::fs::read_dir(bag.join("data/originals")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(originals.len(), 2, "the two C-1 recordings: {manifest}");
+    assert_eq!(originals.len(), 3, "the three C-1 recordings: {manifest}");
+    assert!(manifest.contains("data/proxies/") && manifest.contains("data/posters/"), "{manifest}");
+    assert!(std::fs::read_to_string(bag.join("tokens/tsa-chain.pem")).unwrap().contains("BEGIN CERTIFICATE"));
     for o in &originals {
         let sha = o.file_stem().unwrap().to_str().unwrap();
         assert_eq!(crate::harness::sha256_file(o), sha, "originals are named by their SHA-256");
@@ -384,7 +411,7 @@ async fn tokens_wait_for_the_tsa_then_verify_and_the_case_exports_as_a_valid_bag
     }
     assert!(std::fs::read_to_string(bag.join("VERIFY.txt")).unwrap().contains("openssl ts -verify"));
     let exported: i64 = sqlx::query("SELECT COUNT(*) FROM custody_events WHERE kind = 'exported'").fetch_one(&db).await.unwrap().get(0);
-    assert_eq!(exported, 2, "every export is in the custody log");
+    assert_eq!(exported, 3, "every export is in the custody log");
 
     // Refusals: an existing directory, an unknown case.
     let (code, _, err) = d.cli(&["export", "--case", "C-1", "--out", bag.to_str().unwrap()]);
