@@ -254,7 +254,18 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         tasks.push(spawn_job_worker(&catalog, &node, handlers, &stop, Duration::from_secs(5), Duration::from_secs(3600)));
     }
 
-    let app = crate::api::router(crate::api::AppState { catalog: catalog.clone(), store: store.clone(), metrics });
+    let policy = crate::retention::Policy::from_config(&cfg.retention);
+    let retention = crate::retention::RetentionWorker {
+        catalog: catalog.clone(),
+        store: store.clone(),
+        policy: policy.clone(),
+        sweep: cfg.retention.sweep,
+        actor: format!("node:{node}"),
+        last_sweep: None,
+    };
+    tasks.push(tokio::spawn(jobs::run_worker(Box::new(retention), stop.clone(), Duration::from_secs(2))));
+    let app =
+        crate::api::router(crate::api::AppState { catalog: catalog.clone(), store: store.clone(), metrics, policy: Arc::new(policy) });
     let server = {
         let stop = stop.clone();
         tokio::spawn(async move {

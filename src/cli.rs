@@ -1,4 +1,4 @@
-//! The command line (clap): `run`, `ingest`, `verify`, `export`, `token create|list|revoke`. `--config` is global and
+//! The command line (clap): `run`, `ingest`, `verify`, `export`, `retention plan`, `token create|list|revoke`. `--config` is global and
 //! defaults to `$EVIDENCED_CONFIG`, then `config/evidenced.toml` (or the embedded default when
 //! that file does not exist). Errors print one clear line and exit non-zero, never a panic.
 
@@ -59,11 +59,29 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Retention: what would enter the destruction queue now, and why.
+    Retention {
+        /// What to do.
+        #[command(subcommand)]
+        action: RetentionCommand,
+    },
     /// Manage API principals and their bearer tokens.
     Token {
         /// What to do with tokens.
         #[command(subcommand)]
         action: TokenCommand,
+    },
+}
+
+/// `retention` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// List the recordings whose retention has ended and that nothing holds (a dry run of the
+    /// retention worker's sweep): id, category, rule, retention end.
+    Plan {
+        /// Print JSON instead of tab-separated lines.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -141,8 +159,29 @@ async fn dispatch(cmd: Command, cfg: Config, systemd: (crate::app::Notifier, Opt
         Command::Ingest { paths, quiet } => ingest(cfg, paths, quiet).await,
         Command::Verify { recording, json } => verify(cfg, recording, json).await,
         Command::Export { case, out } => export(cfg, case, out).await,
+        Command::Retention { action: RetentionCommand::Plan { json } } => retention_plan(cfg, json).await,
         Command::Token { action } => token(cfg, action).await,
     }
+}
+
+async fn retention_plan(cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
+    let catalog = crate::app::open_catalog(&cfg).await?;
+    let policy = crate::retention::Policy::from_config(&cfg.retention);
+    let items = policy.plan(&*catalog, usize::MAX).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&items)?);
+    } else {
+        for i in &items {
+            println!("{}\t{}\t{}\tretention ended {}", i.recording_id, i.category, i.rule, i.retention_until);
+        }
+        eprintln!(
+            "{} recording(s) would be queued for destruction (grace {}, {} approval(s))",
+            items.len(),
+            humantime::format_duration(policy.grace),
+            policy.approvals
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn verify(cfg: Config, recording: Option<String>, json: bool) -> anyhow::Result<ExitCode> {

@@ -70,9 +70,9 @@ pub struct Config {
     /// Optional RFC 3161 time-stamping authority: when set, every original and checkpoint is stamped.
     #[serde(default)]
     pub tsa: Option<TsaConfig>,
-    /// Retention rules (used by a later issue; accepted now).
+    /// Retention: categories and their periods, the destruction queue's grace and approvals.
     #[serde(default)]
-    pub retention: Option<toml::Value>,
+    pub retention: RetentionConfig,
     /// Media derivation: proxy bounds and the limits of the isolated media worker.
     #[serde(default)]
     pub media: MediaConfig,
@@ -382,6 +382,79 @@ fn default_tsa_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+/// `[retention]`: how long recordings are kept and how they leave.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Time in the destruction queue before approval can take effect.
+    #[serde(default = "default_grace", with = "humantime_serde_compat")]
+    pub grace: Duration,
+    /// Distinct archivists who must approve a destruction (1 or 2).
+    #[serde(default = "default_approvals")]
+    pub approvals: u8,
+    /// How often the retention worker looks for expired recordings.
+    #[serde(default = "default_sweep", with = "humantime_serde_compat")]
+    pub sweep: Duration,
+    /// Category name → period (`"184d"`, `"10y"`, `"permanent"`). Merged over the defaults
+    /// (`uncategorized` 184 days; `evidence`, `obstruction`, `major_incident` permanent).
+    #[serde(default)]
+    pub categories: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { grace: default_grace(), approvals: default_approvals(), sweep: default_sweep(), categories: Default::default() }
+    }
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_approvals() -> u8 {
+    1
+}
+fn default_sweep() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+/// A retention period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// Kept this long after the later of the recording's start and its archiving.
+    For(Duration),
+    /// Never destroyed.
+    Permanent,
+}
+
+impl RetentionConfig {
+    /// Every category with its period: the defaults, overridden and extended by the config.
+    pub fn periods(&self) -> std::collections::BTreeMap<String, Period> {
+        let mut m: std::collections::BTreeMap<String, Period> = [
+            ("uncategorized", Period::For(Duration::from_secs(184 * 86_400))),
+            ("evidence", Period::Permanent),
+            ("obstruction", Period::Permanent),
+            ("major_incident", Period::Permanent),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in &self.categories {
+            if let Some(p) = parse_period(v) {
+                m.insert(k.clone(), p);
+            }
+        }
+        m
+    }
+}
+
+/// `"permanent"` or a duration such as `"184d"` or `"10y"`.
+pub fn parse_period(s: &str) -> Option<Period> {
+    match s {
+        "permanent" => Some(Period::Permanent),
+        _ => humantime::parse_duration(s).ok().filter(|d| !d.is_zero()).map(Period::For),
+    }
+}
+
 /// `[custody]`: the node key that signs checkpoints, their cadence, and fixity checks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -614,6 +687,20 @@ impl Config {
                 key: "tsa.ca_file".into(),
                 message: format!("cannot read {}: {e}", t.ca_file.display()),
             })?;
+        }
+        for (name, p) in &self.retention.categories {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return Err(self.key_err(format!("retention.categories.{name}"), "category names are a-z, 0-9 and _"));
+            }
+            if parse_period(p).is_none() {
+                return Err(self.key_err(
+                    format!("retention.categories.{name}"),
+                    format!("{p:?}: use \"permanent\" or a period such as \"184d\" or \"10y\""),
+                ));
+            }
+        }
+        if !(1..=2).contains(&self.retention.approvals) {
+            return Err(self.key_err("retention.approvals", "must be 1 or 2"));
         }
         if self.custody.checkpoint_every < 1 {
             return Err(self.key_err("custody.checkpoint_every", "must be at least 1"));

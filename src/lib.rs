@@ -13,5 +13,6 @@ pub mod ingest;
 pub mod jobs;
 pub mod media;
 pub mod metrics;
+pub mod retention;
 pub mod store;
 pub mod watch;

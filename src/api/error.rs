@@ -36,6 +36,14 @@ pub enum ApiError {
         /// Human message.
         message: String,
     },
+    /// 409: the thing to create exists already (e.g. `case_exists`).
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Human message.
+        message: String,
+    },
     /// 416: the range lies outside the object.
     #[error("range not satisfiable")]
     RangeNotSatisfiable(u64),
@@ -64,6 +72,7 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::NotFound(_) => ApiError::NotFound,
             CatalogError::Unavailable(_) => ApiError::Unavailable(format!("catalog unavailable: {e}")),
+            CatalogError::Refused(m) => ApiError::Conflict { code: "refused", message: m },
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -87,6 +96,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
             ApiError::Missing { code, message } => (StatusCode::NOT_FOUND, *code, message.clone()),
+            ApiError::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),
             ApiError::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", self.to_string()),
             ApiError::Unavailable(m) => {
                 tracing::warn!(error = %m, "API dependency unavailable");

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::Caller;
-use super::recordings::{serve_object, visible};
+use super::recordings::{audit, serve_object, visible};
 use super::{ApiError, AppState};
 use crate::catalog::{Clip, NewClip};
 
@@ -18,6 +18,7 @@ pub async fn proxy(State(st): State<AppState>, caller: Caller, Path(id): Path<St
         "failed" => ApiError::missing("no_proxy", format!("media could not be derived: {}", r.media_error.unwrap_or_default())),
         _ => ApiError::missing("no_proxy", "the proxy is not ready yet"),
     })?;
+    audit(&st, &caller, &headers, crate::custody::kind::ACCESSED, &r.id, "proxy", serde_json::json!({"sha256": obj.sha256})).await?;
     serve_object(&st, &headers, &obj, None).await
 }
 
@@ -131,5 +132,7 @@ pub async fn clip_media(
         }
         _ => return Err(ApiError::missing("clip_not_ready", format!("clip is {}", c.state))),
     };
+    let d = serde_json::json!({"clip": c.id, "sha256": obj.sha256});
+    audit(&st, &caller, &headers, crate::custody::kind::DOWNLOADED, &c.recording_id, "clip", d).await?;
     serve_object(&st, &headers, &obj, Some(&format!("clip-{}.mp4", c.id))).await
 }

@@ -2,9 +2,12 @@
 //! behind bearer tokens. The router is built apart from the server so tests can drive it.
 
 pub mod auth;
+mod cases;
 pub mod error;
 mod media;
 mod recordings;
+mod retention;
+mod updates;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,13 +33,18 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     /// Metrics to render.
     pub metrics: Arc<Metrics>,
+    /// Retention rules (for `retention_until` on recordings).
+    pub policy: Arc<crate::retention::Policy>,
 }
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/recordings", get(recordings::list))
-        .route("/recordings/{id}", get(recordings::get_one))
+        .route("/recordings/{id}", get(recordings::get_one).patch(updates::patch))
+        .route("/recordings/{id}/classification", axum::routing::put(updates::classify))
+        .route("/recordings/{id}/category", axum::routing::put(updates::set_category).delete(updates::clear_category))
+        .route("/recordings/{id}/hold", axum::routing::put(updates::place_hold).delete(updates::lift_hold))
         .route("/recordings/{id}/original", get(recordings::original))
         .route("/recordings/{id}/custody", get(recordings::custody))
         .route("/recordings/{id}/proxy", get(media::proxy))
@@ -44,7 +52,14 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}/clips", axum::routing::post(media::create_clip))
         .route("/clips/{id}", get(media::get_clip))
         .route("/clips/{id}/media", get(media::clip_media))
+        .route("/cases", get(cases::list).post(cases::create))
+        .route("/cases/{id}", get(cases::get_one).patch(cases::update).put(cases::put))
+        .route("/cases/{id}/recordings", get(cases::recordings))
+        .route("/cases/{id}/recordings/{rid}", axum::routing::put(cases::link).delete(cases::unlink))
         .route("/keys", get(keys))
+        .route("/destructions", get(retention::list))
+        .route("/destructions/{id}", get(retention::get_one))
+        .route("/destructions/{id}/approve", axum::routing::post(retention::approve))
         .route("/checkpoints", get(checkpoints))
         // Unknown /api routes still demand a valid token first: nothing under /api answers
         // an unauthenticated caller with anything but 401.

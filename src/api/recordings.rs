@@ -24,7 +24,7 @@ fn parse_time(key: &str, v: &str) -> Result<i64, ApiError> {
 }
 
 /// Parses the search query into a filter.
-fn filter_from(q: &HashMap<String, String>) -> Result<RecordingFilter, ApiError> {
+pub(super) fn filter_from(q: &HashMap<String, String>) -> Result<RecordingFilter, ApiError> {
     if let Some(k) = q.keys().find(|k| !FILTER_KEYS.contains(&k.as_str())) {
         return Err(ApiError::bad("unknown_parameter", format!("unknown parameter {k:?}")));
     }
@@ -65,7 +65,8 @@ fn filter_from(q: &HashMap<String, String>) -> Result<RecordingFilter, ApiError>
     Ok(f)
 }
 
-fn encode_cursor(r: &Recording) -> String {
+/// The `next_cursor` that continues after `r`.
+pub(super) fn encode_cursor(r: &Recording) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", r.sort_at, r.id))
 }
 
@@ -83,7 +84,7 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut f = filter_from(&q)?;
     caller.scope(&mut f)?;
-    let items = st.catalog.list_recordings(&f).await?;
+    let items: Vec<Recording> = st.catalog.list_recordings(&f).await?.into_iter().map(|r| present(&st, r)).collect();
     let next = (items.len() as i64 == f.limit).then(|| items.last().map(encode_cursor)).flatten();
     Ok(Json(serde_json::json!({"items": items, "next_cursor": next})))
 }
@@ -100,9 +101,50 @@ pub async fn visible(st: &AppState, caller: &Caller, id: &str) -> Result<Recordi
     Ok(r)
 }
 
-/// `GET /api/v1/recordings/{id}`.
-pub async fn get_one(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Recording>, ApiError> {
-    Ok(Json(visible(&st, &caller, &id).await?))
+/// A recording as the API shows it: with `retention_until` / `retention_permanent` from the policy.
+pub fn present(st: &AppState, mut r: Recording) -> Recording {
+    st.policy.annotate(&mut r);
+    r
+}
+
+/// Records one audited access (`accessed` or `downloaded`) in the custody log before anything is
+/// served, so an access that cannot be recorded does not happen. Byte-range requests count once:
+/// only a request that starts at the first byte (or has no Range) is an access, not each of a
+/// player's later Range requests for the same object.
+pub async fn audit(
+    st: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    kind: &str,
+    recording_id: &str,
+    what: &str,
+    extra: serde_json::Value,
+) -> Result<(), ApiError> {
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    if range.is_some_and(|r| !r.trim().starts_with("bytes=0-")) {
+        return Ok(());
+    }
+    let mut d = serde_json::json!({"what": what, "role": caller.0.role, "range": range});
+    if let Some(ua) = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        d["user_agent"] = ua.chars().take(200).collect::<String>().into();
+    }
+    if let (Some(m), serde_json::Value::Object(e)) = (d.as_object_mut(), extra) {
+        m.extend(e);
+    }
+    st.catalog.append_custody(kind, &caller.0.name, Some(recording_id), d).await?;
+    Ok(())
+}
+
+/// `GET /api/v1/recordings/{id}` (an audited view).
+pub async fn get_one(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Recording>, ApiError> {
+    let r = visible(&st, &caller, &id).await?;
+    audit(&st, &caller, &headers, crate::custody::kind::ACCESSED, &r.id, "metadata", serde_json::json!({})).await?;
+    Ok(Json(present(&st, r)))
 }
 
 /// `GET /api/v1/recordings/{id}/custody`.
@@ -151,6 +193,7 @@ pub async fn original(
     let r = visible(&st, &caller, &id).await?;
     let obj =
         ObjectRef { key: r.object_key.clone(), sha256: r.sha256.clone(), size: r.size, content_type: content_type(&r.extension).into() };
+    audit(&st, &caller, &headers, crate::custody::kind::DOWNLOADED, &r.id, "original", serde_json::json!({"sha256": r.sha256})).await?;
     serve_object(&st, &headers, &obj, Some(&r.original_name)).await
 }
 

@@ -3,20 +3,29 @@
 //! their SQL (`sql.rs`). Times are integer microseconds UTC; every multi-row change is one
 //! transaction, and every custody append serializes on the chain head.
 
+pub mod cases;
+mod cases_sql;
 pub mod custody;
 mod custody_sql;
 mod postgres;
+pub mod retention;
+mod retention_sql;
 mod sql;
 mod sqlite;
+pub mod updates;
+mod updates_sql;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use cases::{Case, CaseRecords, CaseUpdate, NewCase};
 pub use custody::{Checkpoint, CustodyRecords, NodeKey, Timestamp};
 pub use postgres::PgCatalog;
+pub use retention::{Destruction, RetentionRecords};
 pub use sqlite::SqliteCatalog;
+pub use updates::{AttributionFix, RecordingUpdates};
 
 /// Catalog failures. `Unavailable` is transient (retry later); the rest are bugs or bad input.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +51,9 @@ pub enum CatalogError {
     /// A stored value could not be decoded.
     #[error("corrupt catalog value: {0}")]
     Corrupt(String),
+    /// The change is not allowed in the current state (e.g. the same archivist approving twice).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl From<sqlx::Error> for CatalogError {
@@ -264,6 +276,9 @@ pub struct Recording {
     pub retention_until: Option<String>,
     /// Kept forever (set by the retention issue).
     pub retention_permanent: bool,
+    /// When the retention clock started (the later of start and archiving), micros.
+    #[serde(skip)]
+    pub retention_from: i64,
     /// Under legal hold (set by the retention issue).
     pub legal_hold: bool,
     /// Has an RFC 3161 token (set by the custody issue).
@@ -471,7 +486,7 @@ pub struct QueueDepth {
 
 /// The catalog boundary. Both backends pass the same conformance suite (`tests/it/catalog.rs`).
 #[async_trait]
-pub trait Catalog: CustodyRecords + Send + Sync {
+pub trait Catalog: CustodyRecords + CaseRecords + RecordingUpdates + RetentionRecords + Send + Sync {
     /// Backend name for messages (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
     /// Cheap liveness probe for `/readyz`.

@@ -45,6 +45,7 @@ pub(super) struct RecordingRow {
     pub poster_sha256: Option<String>,
     pub poster_size: Option<i64>,
     pub timestamped: bool,
+    pub legal_hold: bool,
 }
 
 fn object_ref(key: Option<String>, sha: Option<String>, size: Option<i64>, ct: Option<String>) -> Option<super::ObjectRef> {
@@ -127,7 +128,8 @@ impl RecordingRow {
             archived_at: format_at(self.archived_at),
             retention_until: None,
             retention_permanent: false,
-            legal_hold: false,
+            retention_from: self.started_at.filter(|s| *s > self.archived_at).unwrap_or(self.archived_at),
+            legal_hold: self.legal_hold,
             timestamped: self.timestamped,
             attribution: serde_json::from_str(&self.attribution).unwrap_or_default(),
             sort_at: self.sort_at,
@@ -521,6 +523,7 @@ macro_rules! impl_catalog {
                 } else {
                     let a = &rec.attribution;
                     let sort_at = a.started_at.unwrap_or(now);
+                    let case_ids = $crate::catalog::cases::normalize_ids(&a.case_ids);
                     sqlx::query(
                         "INSERT INTO recordings (id, sha256, size, object_key, manifest_key, original_name, extension, \
                          device, officer, unit, started_at, ended_at, duration_ms, gps_lat, gps_lon, case_ids, category, \
@@ -543,7 +546,7 @@ macro_rules! impl_catalog {
                     .bind(a.duration_ms)
                     .bind(a.gps.map(|g| g.lat))
                     .bind(a.gps.map(|g| g.lon))
-                    .bind(serde_json::to_string(&a.case_ids).unwrap_or_else(|_| "[]".into()))
+                    .bind(serde_json::to_string(&case_ids).unwrap_or_else(|_| "[]".into()))
                     .bind(a.category.clone().unwrap_or_else(|| "uncategorized".into()))
                     .bind(a.classification.clone().unwrap_or_else(|| "normal".into()))
                     .bind(a.needs_review)
@@ -554,6 +557,27 @@ macro_rules! impl_catalog {
                     .bind(&rec.node)
                     .execute(&mut *tx)
                     .await?;
+                    // Cases the sidecar names: created (open) when new, and linked; `archived` attributes both.
+                    for c in &case_ids {
+                        sqlx::query(
+                            "INSERT INTO cases (id, created_at, created_by, updated_at) VALUES ($1, $2, $3, $2) ON CONFLICT (id) DO NOTHING",
+                        )
+                        .bind(c)
+                        .bind(now)
+                        .bind(actor)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO case_links (case_id, recording_id, linked_at, linked_by) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (case_id, recording_id) DO NOTHING",
+                        )
+                        .bind(c)
+                        .bind(sighting_id)
+                        .bind(now)
+                        .bind(actor)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     let mut d = place.clone();
                     d["sha256"] = rec.sha256.clone().into();
                     d["size"] = rec.size.into();
@@ -684,8 +708,8 @@ macro_rules! impl_catalog {
                     qb.push(" OR unit LIKE ").push_bind(format!("{}/%", like_escape(u))).push(" ESCAPE '\\')");
                 }
                 if let Some(c) = &f.case {
-                    let quoted = serde_json::to_string(c).unwrap_or_default();
-                    qb.push(" AND case_ids LIKE ").push_bind(format!("%{}%", like_escape(&quoted))).push(" ESCAPE '\\'");
+                    qb.push(" AND EXISTS (SELECT 1 FROM case_links l WHERE l.recording_id = recordings.id AND l.case_id = ");
+                    qb.push_bind(c.clone()).push(")");
                 }
                 if let Some(t) = f.from {
                     qb.push(" AND sort_at >= ").push_bind(t);

@@ -55,3 +55,6 @@ impl SqliteCatalog {
 
 super::sql::impl_catalog!(SqliteCatalog, Sqlite);
 super::custody_sql::impl_custody_records!(SqliteCatalog, Sqlite);
+super::updates_sql::impl_recording_updates!(SqliteCatalog, Sqlite);
+super::retention_sql::impl_retention_records!(SqliteCatalog, Sqlite);
+super::cases_sql::impl_case_records!(SqliteCatalog, Sqlite);

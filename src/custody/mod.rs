@@ -65,12 +65,20 @@ pub mod kind {
     pub const HOLD_RELEASED: &str = "hold_released";
     /// A recording entered the destruction queue.
     pub const QUEUED_FOR_DESTRUCTION: &str = "queued_for_destruction";
+    /// An archivist approved a queued destruction.
+    pub const DESTRUCTION_APPROVED: &str = "destruction_approved";
+    /// A queued destruction was called off (a hold, an open case or a longer category came first).
+    pub const DESTRUCTION_CANCELLED: &str = "destruction_cancelled";
     /// A recording's objects were destroyed (the tombstone stays).
     pub const DESTROYED: &str = "destroyed";
     /// A recording's stored objects were re-read and re-hashed.
     pub const FIXITY_CHECKED: &str = "fixity_checked";
     /// The chain head was signed by a node key.
     pub const CHECKPOINT: &str = "checkpoint";
+    /// A case was created (by a person; cases named by sidecars come with `archived`).
+    pub const CASE_CREATED: &str = "case_created";
+    /// A case's title or status changed (closed or reopened).
+    pub const CASE_UPDATED: &str = "case_updated";
 }
 
 /// One custody entry as hashed: every column but `hash`.

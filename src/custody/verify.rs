@@ -454,6 +454,9 @@ impl Verifier {
                 r.discrepancies.push(finding(&subject, "its subject is not in the custody chain"));
                 continue;
             };
+            if t.subject == subject::RECORDING && self.catalog.recording(&t.subject_id).await.is_ok_and(|x| x.state == "destroyed") {
+                continue; // destroyed with the recording; the `destroyed` entry lists it
+            }
             let der = match read_all(&*self.store, &t.token_key).await {
                 Ok(d) => d,
                 Err(e) => {
@@ -494,6 +497,10 @@ impl Verifier {
         let mut plan: Vec<StoredObject> = Vec::new();
         for id in &ids {
             let rec = self.catalog.recording(id).await?;
+            if rec.state == "destroyed" {
+                r.warnings.push(finding(format!("recording {id}"), "was destroyed under its retention rule; only the tombstone remains"));
+                continue;
+            }
             let chain = facts.recordings.get(id);
             let mut objs = objects_of(&*self.catalog, &rec).await?;
             match chain.and_then(|c| c.sha256.as_ref()) {

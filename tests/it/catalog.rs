@@ -446,3 +446,209 @@ async fn custody_records(c: Arc<dyn Catalog>) {
     assert_chain_valid(c.as_ref()).await;
 }
 both!(custody_records);
+
+async fn cases(c: Arc<dyn Catalog>) {
+    use evidenced::catalog::{CaseUpdate, NewCase};
+    let ids_of = |case: &str| {
+        let (c, f) = (c.clone(), RecordingFilter { case: Some(case.into()), limit: 100, ..Default::default() });
+        async move { c.list_recordings(&f).await.unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>() }
+    };
+    // A sidecar naming C-7 creates the case (open, by the archiving actor) and the link, in the commit.
+    let (s1, _) = c.record_sighting(&sighting(b"/dock/k1.mp4", 10)).await.unwrap();
+    let mut r1 = recording(&"1".repeat(64), &s1.id);
+    r1.attribution.case_ids = vec!["C-7".into()];
+    c.commit_archive(&s1.id, &r1, "node:n1", None).await.unwrap();
+    let c7 = c.case("C-7").await.unwrap();
+    assert_eq!((c7.status.as_str(), c7.created_by.as_str(), c7.recordings, c7.closed_at.as_deref()), ("open", "node:n1", 1, None));
+    assert_eq!(c.recording(&s1.id).await.unwrap().cases, ["C-7"]);
+    assert_eq!(ids_of("C-7").await, [s1.id.as_str()]);
+    let (s2, _) = c.record_sighting(&sighting(b"/dock/k2.mp4", 11)).await.unwrap();
+    c.commit_archive(&s2.id, &recording(&"2".repeat(64), &s2.id), "node:n1", None).await.unwrap();
+
+    // Create; a taken id is a conflict.
+    let new = NewCase { id: "C-1".into(), title: "Burglary".into(), unit: "JS/NJ".into() };
+    let k = c.create_case(&new, "sup").await.unwrap();
+    assert_eq!((k.id.as_str(), k.title.as_str(), k.unit.as_str(), k.status.as_str()), ("C-1", "Burglary", "JS/NJ", "open"));
+    assert_eq!((k.created_by.as_str(), k.recordings, k.closed_at.as_deref()), ("sup", 0, None));
+    assert!(k.created_at.ends_with('Z'), "RFC 3339: {}", k.created_at);
+    assert_eq!(c.case("C-1").await.unwrap(), k);
+    assert!(matches!(c.create_case(&new, "sup").await, Err(CatalogError::Conflict(_))));
+    assert!(matches!(c.create_case(&NewCase { id: "C-7".into(), ..Default::default() }, "sup").await, Err(CatalogError::Conflict(_))));
+    c.create_case(&NewCase { id: "C-10".into(), ..Default::default() }, "sup").await.unwrap();
+
+    // Closing sets closed_at, closing again keeps it, reopening clears it.
+    let close = CaseUpdate { status: Some("closed".into()), ..Default::default() };
+    let closed = c.update_case("C-1", &close, "arch").await.unwrap();
+    assert_eq!(closed.status, "closed");
+    let closed_at = closed.closed_at.clone().expect("closed_at set");
+    assert_eq!(c.case("C-1").await.unwrap(), closed);
+    assert_eq!(c.update_case("C-1", &close, "arch").await.unwrap().closed_at.as_deref(), Some(closed_at.as_str()));
+    let reopen = CaseUpdate { status: Some("open".into()), title: Some("Burglary, 3 suspects".into()) };
+    let open = c.update_case("C-1", &reopen, "arch").await.unwrap();
+    assert_eq!((open.status.as_str(), open.closed_at, open.title.as_str()), ("open", None, "Burglary, 3 suspects"));
+    assert_eq!(c.case("C-1").await.unwrap().closed_at, None);
+    assert!(matches!(c.update_case("nope", &close, "arch").await, Err(CatalogError::NotFound(_))));
+    c.update_case("C-10", &close, "arch").await.unwrap();
+
+    // Listing: by id, by status, paged after an id.
+    let ids = |v: Vec<evidenced::catalog::Case>| v.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    assert_eq!(ids(c.cases(None, 10, None).await.unwrap()), ["C-1", "C-10", "C-7"]);
+    assert_eq!(ids(c.cases(None, 2, None).await.unwrap()), ["C-1", "C-10"]);
+    assert_eq!(ids(c.cases(None, 2, Some("C-10")).await.unwrap()), ["C-7"]);
+    assert_eq!(ids(c.cases(Some("closed"), 10, None).await.unwrap()), ["C-10"]);
+    assert_eq!(ids(c.cases(Some("open"), 10, None).await.unwrap()), ["C-1", "C-7"]);
+
+    // Link: idempotent; case_ids on the recording follow, sorted; the filter is exact.
+    assert!(c.link("C-1", &s1.id, "sup", Some("seen in the report")).await.unwrap());
+    assert!(!c.link("C-1", &s1.id, "sup", None).await.unwrap(), "already linked");
+    assert!(c.link("C-10", &s2.id, "sup", None).await.unwrap());
+    assert_eq!(c.recording(&s1.id).await.unwrap().cases, ["C-1", "C-7"]);
+    assert_eq!(c.recording(&s2.id).await.unwrap().cases, ["C-10"]);
+    assert_eq!(c.case("C-1").await.unwrap().recordings, 1);
+    assert_eq!(ids_of("C-1").await, [s1.id.as_str()], "C-1 must not match C-10");
+    assert_eq!(ids_of("C-10").await, [s2.id.as_str()]);
+    assert!(ids_of("C").await.is_empty());
+
+    // Unlink: idempotent too.
+    assert!(c.unlink("C-1", &s1.id, "arch", Some("wrong case")).await.unwrap());
+    assert!(!c.unlink("C-1", &s1.id, "arch", None).await.unwrap(), "not linked any more");
+    assert_eq!(c.recording(&s1.id).await.unwrap().cases, ["C-7"]);
+    assert!(ids_of("C-1").await.is_empty());
+    assert_eq!(c.case("C-1").await.unwrap().recordings, 0);
+
+    // Unknown ids: NotFound, and nothing is created on the way.
+    assert!(matches!(c.case("nope").await, Err(CatalogError::NotFound(_))));
+    assert!(matches!(c.link("nope", &s1.id, "sup", None).await, Err(CatalogError::NotFound(_))));
+    assert!(matches!(c.link("C-1", "nope", "sup", None).await, Err(CatalogError::NotFound(_))));
+    assert!(matches!(c.unlink("nope", &s1.id, "sup", None).await, Err(CatalogError::NotFound(_))));
+    assert!(matches!(c.unlink("C-1", "nope", "sup", None).await, Err(CatalogError::NotFound(_))));
+    assert!(matches!(c.case("nope").await, Err(CatalogError::NotFound(_))));
+    assert_eq!(c.cases(None, 10, None).await.unwrap().len(), 3);
+
+    // Custody: one event per change (none for the idempotent repeats), attributed, in one chain.
+    let events = c.custody_events(Some(&s1.id), 0, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.body.kind.as_str()).collect();
+    assert_eq!(kinds, ["archived", "linked", "unlinked"]);
+    let (linked, unlinked) = (&events[1].body, &events[2].body);
+    assert_eq!((linked.actor.as_str(), linked.recording_id.as_deref()), ("sup", Some(s1.id.as_str())));
+    assert_eq!(linked.details, serde_json::json!({"case": "C-1", "reason": "seen in the report", "cases": ["C-1", "C-7"]}));
+    assert_eq!(unlinked.actor, "arch");
+    assert_eq!(unlinked.details, serde_json::json!({"case": "C-1", "reason": "wrong case", "cases": ["C-7"]}));
+    let all = c.custody_events(None, 0, 1000).await.unwrap();
+    let of = |k: &str| all.iter().filter(|e| e.body.kind == k).collect::<Vec<_>>();
+    assert_eq!(of(custody::kind::CASE_CREATED).len(), 2, "C-1 and C-10 (C-7 came with its archived event)");
+    assert_eq!(of(custody::kind::CASE_UPDATED).len(), 3, "close, reopen, close C-10; the repeated close changed nothing");
+    assert!(of(custody::kind::CASE_CREATED).iter().chain(of(custody::kind::CASE_UPDATED).iter()).all(|e| e.body.recording_id.is_none()));
+    assert_eq!(of(custody::kind::CASE_UPDATED)[1].body.details["changes"]["status"], serde_json::json!({"from": "closed", "to": "open"}));
+    assert_chain_valid(c.as_ref()).await;
+}
+both!(cases);
+
+async fn recording_updates(c: Arc<dyn Catalog>) {
+    use evidenced::catalog::AttributionFix;
+    let (s, _) = c.record_sighting(&sighting(b"/dock/r.mp4", 10)).await.unwrap();
+    let mut rec = recording(&"f".repeat(64), &s.id);
+    rec.attribution.officer = None;
+    rec.attribution.needs_review = true;
+    c.commit_archive(&s.id, &rec, "node:n1", None).await.unwrap();
+
+    // Attribution correction: old and new values are logged, the review flag cleared.
+    let fix = AttributionFix {
+        officer: Some("P77".into()),
+        started_at: Some(1_720_000_000_000_000),
+        needs_review: Some(false),
+        reason: Some("sidecar was missing".into()),
+        ..Default::default()
+    };
+    let r = c.correct_attribution(&s.id, &fix, "sup1").await.unwrap();
+    assert_eq!(r.officer.as_deref(), Some("P77"));
+    assert_eq!(r.device.as_deref(), Some("BWC1"), "fields not given stay");
+    assert!(!r.needs_review);
+    assert_eq!(r.started_at.as_deref(), Some("2024-07-03T09:46:40.000000Z"));
+    let f = RecordingFilter { officer: Some("P77".into()), limit: 10, ..Default::default() };
+    assert_eq!(c.list_recordings(&f).await.unwrap().len(), 1, "search sees the correction");
+
+    let r = c.set_classification(&s.id, "privacy", "minor visible", "sup1").await.unwrap();
+    assert_eq!(r.classification, "privacy");
+    let r = c.set_category(&s.id, Some("evidence"), Some("case K-1"), "arch1").await.unwrap();
+    assert_eq!(r.category, "evidence");
+    let r = c.set_category(&s.id, None, None, "arch1").await.unwrap();
+    assert_eq!(r.category, "uncategorized");
+    assert!(c.place_hold(&s.id, "litigation", "arch1").await.unwrap().legal_hold);
+    assert!(!c.lift_hold(&s.id, Some("settled"), "arch1").await.unwrap().legal_hold);
+    // Lifting again changes nothing and logs nothing.
+    c.lift_hold(&s.id, None, "arch1").await.unwrap();
+    assert!(matches!(c.place_hold("nope", "x", "a").await, Err(CatalogError::NotFound(_))));
+
+    let events = c.custody_events(Some(&s.id), 0, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.body.kind.as_str()).collect();
+    assert_eq!(kinds, ["archived", "attributed", "classified", "categorised", "categorised", "held", "hold_released"]);
+    let attributed = &events[1].body;
+    assert_eq!(attributed.actor, "sup1");
+    assert_eq!(attributed.details["old"]["officer"], serde_json::Value::Null);
+    assert_eq!(attributed.details["new"]["officer"], "P77");
+    assert_eq!(events[2].body.details["old"], "normal");
+    assert_chain_valid(c.as_ref()).await;
+}
+both!(recording_updates);
+
+async fn retention_queue(c: Arc<dyn Catalog>) {
+    use evidenced::catalog::NewCase;
+    let hour = 3_600_000_000i64;
+    let mut ids = vec![];
+    for (i, sha) in ["1", "2", "3", "4", "5"].iter().enumerate() {
+        let (s, _) = c.record_sighting(&sighting(format!("/dock/q{i}.mp4").as_bytes(), 10)).await.unwrap();
+        c.commit_archive(&s.id, &recording(&sha.repeat(64), &s.id), "node:n1", None).await.unwrap();
+        ids.push(s.id);
+    }
+    let now = catalog::now_micros();
+    // Started in 2024 but archived now: the clock starts at archiving, so a 184-day rule finds
+    // nothing yet (backfilled footage does not expire on arrival) ...
+    assert!(c.expired("uncategorized", now - 184 * 24 * hour, "", 100).await.unwrap().is_empty());
+    // ... while a rule that has run out finds every recording not held.
+    c.place_hold(&ids[1], "litigation", "arch1").await.unwrap();
+    c.create_case(&NewCase { id: "K-open".into(), title: String::new(), unit: String::new() }, "sup").await.unwrap();
+    c.link("K-open", &ids[2], "sup", None).await.unwrap();
+    c.set_category(&ids[3], Some("evidence"), None, "arch1").await.unwrap();
+    let found: Vec<String> = c.expired("uncategorized", now + hour, "", 100).await.unwrap().into_iter().map(|e| e.id).collect();
+    let mut want = vec![ids[0].clone(), ids[4].clone()];
+    want.sort();
+    assert_eq!(found, want, "held, open-case and other-category recordings are not expired");
+    assert!(c.expired("uncategorized", now + hour, &want[0], 100).await.unwrap().len() == 1, "paging by id");
+
+    // Queue, approvals by distinct archivists, destruction.
+    let d = c.queue_destruction(&ids[0], "uncategorized: 1s", now, 0, "node:n1").await.unwrap().unwrap();
+    assert!(c.queue_destruction(&ids[0], "uncategorized: 1s", now, 0, "node:n1").await.unwrap().is_none(), "queued once");
+    assert!(
+        c.queue_destruction(&ids[1], "uncategorized: 1s", now, 0, "node:n1").await.unwrap().is_none(),
+        "a held recording is never queued"
+    );
+    assert_eq!(c.recording(&ids[0]).await.unwrap().state, "pending_destruction");
+    assert!(c.due_destructions(catalog::now_micros(), 1).await.unwrap().is_empty(), "not approved yet");
+    c.approve_destruction(&d.id, "arch1", "expired").await.unwrap();
+    assert!(matches!(c.approve_destruction(&d.id, "arch1", "again").await, Err(CatalogError::Refused(_))), "same archivist twice");
+    let d2 = c.approve_destruction(&d.id, "arch2", "agreed").await.unwrap();
+    assert_eq!(d2.approvals.as_array().unwrap().len(), 2);
+    assert!(c.due_destructions(catalog::now_micros(), 3).await.unwrap().is_empty());
+    assert_eq!(c.due_destructions(catalog::now_micros(), 2).await.unwrap()[0].id, d.id);
+    c.finish_destruction(&d.id, &["originals/n1/x/original".to_string()], "node:n1").await.unwrap();
+    let tomb = c.recording(&ids[0]).await.unwrap();
+    assert_eq!(
+        (tomb.state.as_str(), tomb.sha256.as_str(), tomb.size),
+        ("destroyed", &*"1".repeat(64), 10),
+        "the tombstone keeps hash and size"
+    );
+    assert_eq!(c.destruction(&d.id).await.unwrap().state, "destroyed");
+    assert!(matches!(c.approve_destruction(&d.id, "arch3", "late").await, Err(CatalogError::Refused(_))));
+
+    // Cancel: back to archived.
+    let e = c.queue_destruction(&ids[4], "uncategorized: 1s", now, 0, "node:n1").await.unwrap().unwrap();
+    c.cancel_destruction(&e.id, "hold placed", "node:n1").await.unwrap();
+    assert_eq!(c.recording(&ids[4]).await.unwrap().state, "archived");
+    assert_eq!(c.destructions(Some("cancelled"), 10).await.unwrap().len(), 1);
+
+    let kinds: Vec<String> = c.custody_events(Some(&ids[0]), 0, 100).await.unwrap().into_iter().map(|e| e.body.kind).collect();
+    assert_eq!(kinds, ["archived", "queued_for_destruction", "destruction_approved", "destruction_approved", "destroyed"]);
+    assert_chain_valid(c.as_ref()).await;
+}
+both!(retention_queue);

@@ -4,6 +4,7 @@
 //! the unit and the notify protocol.
 
 mod bagit;
+mod cases;
 mod catalog;
 mod cli;
 mod custody;
@@ -11,6 +12,8 @@ mod daemon;
 mod harness;
 mod media;
 mod media_worker;
+mod retention;
 mod store;
 mod systemd;
 mod tsa;
+mod updates;

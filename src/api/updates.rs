@@ -1,0 +1,191 @@
+//! Routes that change an archived recording, each a custody event naming the principal:
+//! `PATCH /recordings/{id}` (attribution corrections for review, supervisor or archivist),
+//! `PUT /recordings/{id}/classification` (supervisor or archivist, with a reason),
+//! `PUT`/`DELETE /recordings/{id}/category` and `PUT`/`DELETE /recordings/{id}/hold` (archivist).
+//! The original's bytes never change; only catalog fields and the log do.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::recordings::{present, visible};
+use super::{ApiError, AppState};
+use crate::catalog::Recording;
+use crate::catalog::updates::{AttributionFix, CLASSIFICATIONS};
+
+type Body<T> = Result<Json<T>, JsonRejection>;
+
+fn body<T>(b: Body<T>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v).map_err(|e| ApiError::bad("invalid_body", e.body_text()))
+}
+
+/// A required, printable, bounded reason.
+fn reason(r: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
+    match r.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+        None if required => Err(ApiError::bad("reason_required", "a non-empty \"reason\" is required")),
+        Some(s) if s.len() > 1000 || s.chars().any(|c| c.is_control()) => {
+            Err(ApiError::bad("invalid_reason", "\"reason\": at most 1000 printable characters"))
+        }
+        r => Ok(r),
+    }
+}
+
+/// A short identifier-like field (device, officer, unit, category).
+fn field(name: &str, v: &Option<String>) -> Result<(), ApiError> {
+    match v {
+        Some(s) if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_control()) => {
+            Err(ApiError::bad("invalid_field", format!("{name:?}: 1 to 128 printable characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `PATCH /recordings/{id}` body: only the fields given change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    /// Device serial.
+    device: Option<String>,
+    /// Officer id.
+    officer: Option<String>,
+    /// Unit path.
+    unit: Option<String>,
+    /// Start time, RFC 3339.
+    started_at: Option<String>,
+    /// Clear or raise the review flag.
+    needs_review: Option<bool>,
+    /// Why.
+    reason: Option<String>,
+}
+
+/// `PATCH /recordings/{id}`: correct attribution (usually of a recording flagged for review).
+pub async fn patch(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Body<Patch>,
+) -> Result<Json<Recording>, ApiError> {
+    caller.require(&["supervisor", "archivist"])?;
+    let r = visible(&st, &caller, &id).await?;
+    let p = body(b)?;
+    let mut fix = AttributionFix {
+        device: p.device,
+        officer: p.officer,
+        unit: p.unit.map(|u| u.trim_matches('/').to_string()),
+        started_at: None,
+        needs_review: p.needs_review,
+        reason: reason(p.reason, false)?,
+    };
+    field("device", &fix.device)?;
+    field("officer", &fix.officer)?;
+    field("unit", &fix.unit)?;
+    if let Some(t) = p.started_at {
+        let t = chrono::DateTime::parse_from_rfc3339(&t)
+            .map_err(|_| ApiError::bad("invalid_field", format!("\"started_at\": expected an RFC 3339 time, got {t:?}")))?;
+        fix.started_at = Some(t.timestamp_micros());
+    }
+    if fix.device.is_none() && fix.officer.is_none() && fix.unit.is_none() && fix.started_at.is_none() && fix.needs_review.is_none() {
+        return Err(ApiError::bad("nothing_to_change", "give at least one of device, officer, unit, started_at, needs_review"));
+    }
+    Ok(Json(present(&st, st.catalog.correct_attribution(&r.id, &fix, &caller.0.name).await?)))
+}
+
+/// `PUT /recordings/{id}/classification` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Classify {
+    /// `normal`, `privacy`, `trade_secret` or `state_secret`.
+    classification: String,
+    /// Why (required).
+    reason: Option<String>,
+}
+
+/// `PUT /recordings/{id}/classification`.
+pub async fn classify(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Body<Classify>,
+) -> Result<Json<Recording>, ApiError> {
+    caller.require(&["supervisor", "archivist"])?;
+    let r = visible(&st, &caller, &id).await?;
+    let c = body(b)?;
+    if !CLASSIFICATIONS.contains(&c.classification.as_str()) {
+        return Err(ApiError::bad("invalid_classification", format!("expected one of {}", CLASSIFICATIONS.join(", "))));
+    }
+    let why = reason(c.reason, true)?.unwrap_or_default();
+    Ok(Json(present(&st, st.catalog.set_classification(&r.id, &c.classification, &why, &caller.0.name).await?)))
+}
+
+/// `PUT /recordings/{id}/category` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Categorise {
+    /// Retention category name (`[retention.categories]`).
+    category: String,
+    /// Why.
+    reason: Option<String>,
+}
+
+/// `PUT /recordings/{id}/category`.
+pub async fn set_category(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Body<Categorise>,
+) -> Result<Json<Recording>, ApiError> {
+    caller.require(&["archivist"])?;
+    let r = visible(&st, &caller, &id).await?;
+    let c = body(b)?;
+    if c.category.is_empty()
+        || c.category.len() > 64
+        || !c.category.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ApiError::bad("invalid_category", "a category name: 1 to 64 of a-z, 0-9, _"));
+    }
+    let why = reason(c.reason, false)?;
+    Ok(Json(present(&st, st.catalog.set_category(&r.id, Some(&c.category), why.as_deref(), &caller.0.name).await?)))
+}
+
+/// `DELETE /recordings/{id}/category`: back to `uncategorized`.
+pub async fn clear_category(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Recording>, ApiError> {
+    caller.require(&["archivist"])?;
+    let r = visible(&st, &caller, &id).await?;
+    Ok(Json(present(&st, st.catalog.set_category(&r.id, None, None, &caller.0.name).await?)))
+}
+
+/// `PUT`/`DELETE /recordings/{id}/hold` body.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    /// Why (required to place a hold).
+    reason: Option<String>,
+}
+
+/// `PUT /recordings/{id}/hold`: place a legal hold.
+pub async fn place_hold(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Body<Hold>,
+) -> Result<Json<Recording>, ApiError> {
+    caller.require(&["archivist"])?;
+    let r = visible(&st, &caller, &id).await?;
+    let why = reason(body(b)?.reason, true)?.unwrap_or_default();
+    Ok(Json(present(&st, st.catalog.place_hold(&r.id, &why, &caller.0.name).await?)))
+}
+
+/// `DELETE /recordings/{id}/hold`: lift a legal hold (the body with a reason is optional).
+pub async fn lift_hold(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Option<Json<Hold>>,
+) -> Result<Json<Recording>, ApiError> {
+    caller.require(&["archivist"])?;
+    let r = visible(&st, &caller, &id).await?;
+    let why = reason(b.map(|Json(h)| h).unwrap_or_default().reason, false)?;
+    Ok(Json(present(&st, st.catalog.lift_hold(&r.id, why.as_deref(), &caller.0.name).await?)))
+}
