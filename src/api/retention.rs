@@ -57,8 +57,7 @@ pub async fn approve(
 ) -> Result<Json<Destruction>, ApiError> {
     caller.require(&["archivist"])?;
     let Json(a) = body.map_err(|e| ApiError::bad("invalid_body", e.body_text()))?;
-    let reason = a.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty() && r.len() <= 1000);
-    let reason = reason.ok_or_else(|| ApiError::bad("reason_required", "a non-empty \"reason\" (at most 1000 characters) is required"))?;
+    let reason = super::updates::reason(a.reason, true)?.unwrap_or_default();
     st.catalog.destruction(&id).await.map_err(|_| ApiError::missing("destruction_not_found", format!("no destruction {id}")))?;
     Ok(Json(st.catalog.approve_destruction(&id, &caller.0.name, &reason).await?))
 }

@@ -21,8 +21,9 @@ fn body<T>(b: Body<T>) -> Result<T, ApiError> {
     b.map(|Json(v)| v).map_err(|e| ApiError::bad("invalid_body", e.body_text()))
 }
 
-/// A required, printable, bounded reason.
-fn reason(r: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
+/// A reason, trimmed: printable, at most 1000 characters; 400 `reason_required` when required
+/// and missing.
+pub(super) fn reason(r: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
     match r.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
         None if required => Err(ApiError::bad("reason_required", "a non-empty \"reason\" is required")),
         Some(s) if s.len() > 1000 || s.chars().any(|c| c.is_control()) => {

@@ -7,20 +7,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{Daemon, DaemonSpec, write_random};
 
-/// Sends a request with `token` (none when empty) and an optional JSON body; returns the status
-/// and the JSON answer (null when there is none).
 async fn call(d: &Daemon, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let mut r = reqwest::Client::new().request(method, format!("http://127.0.0.1:{}{path}", d.port));
-    if !token.is_empty() {
-        r = r.bearer_auth(token);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    d.call(method, path, token, body).await
 }
 
 fn ids(v: &Value) -> Vec<String> {

@@ -464,6 +464,28 @@ impl Daemon {
         r.send().await.unwrap()
     }
 
+    /// Sends a request with `token` (none when empty) and an optional JSON body; returns the
+    /// status and the JSON answer (null when there is none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut r = reqwest::Client::new().request(method, format!("http://127.0.0.1:{}{path}", self.port));
+        if !token.is_empty() {
+            r = r.bearer_auth(token);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
     /// GET JSON (asserting 200).
     pub async fn json(&self, path: &str) -> serde_json::Value {
         let r = self.get(path).await;

@@ -7,19 +7,6 @@ use std::time::Duration;
 
 use crate::harness::{Daemon, DaemonSpec, wait_for, write_random};
 
-async fn send(d: &Daemon, method: &str, path: &str, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let url = format!("http://127.0.0.1:{}{path}", d.port);
-    let c = reqwest::Client::new();
-    let r = match method {
-        "POST" => c.post(&url),
-        "DELETE" => c.delete(&url),
-        _ => c.put(&url),
-    };
-    let resp = r.bearer_auth(token).json(&body).send().await.unwrap();
-    let s = resp.status().as_u16();
-    (s, resp.json().await.unwrap_or_default())
-}
-
 async fn json_as(d: &Daemon, path: &str, token: &str) -> serde_json::Value {
     let r = d.get_as(path, token).await;
     assert_eq!(r.status(), 200, "GET {path}");
@@ -51,8 +38,15 @@ async fn expired_recordings_are_destroyed_only_after_grace_and_two_approvals() {
     assert!(recs[0]["retention_until"].is_string() && recs[0]["retention_permanent"] == false, "{}", recs[0]);
 
     // b is held, c is evidence (permanent); a will expire.
-    assert_eq!(send(&d, "PUT", &format!("/api/v1/recordings/{b}/hold"), &arch1, serde_json::json!({"reason": "court order"})).await.0, 200);
-    let (s, r) = send(&d, "PUT", &format!("/api/v1/recordings/{c}/category"), &arch1, serde_json::json!({"category": "evidence"})).await;
+    assert_eq!(
+        d.call(reqwest::Method::PUT, &format!("/api/v1/recordings/{b}/hold"), &arch1, Some(serde_json::json!({"reason": "court order"})))
+            .await
+            .0,
+        200
+    );
+    let (s, r) = d
+        .call(reqwest::Method::PUT, &format!("/api/v1/recordings/{c}/category"), &arch1, Some(serde_json::json!({"category": "evidence"})))
+        .await;
     assert_eq!((s, r["retention_permanent"].as_bool()), (200, Some(true)), "{r}");
 
     let queued = wait_for("a queued for destruction", Duration::from_secs(20), || async {
@@ -68,14 +62,14 @@ async fn expired_recordings_are_destroyed_only_after_grace_and_two_approvals() {
 
     // Approvals: archivists only, a reason, two different people.
     let approve = format!("/api/v1/destructions/{did}/approve");
-    assert_eq!(send(&d, "POST", &approve, &d.token, serde_json::json!({"reason": "x"})).await.0, 403);
-    assert_eq!(send(&d, "POST", &approve, &arch1, serde_json::json!({})).await.1["error"]["code"], "reason_required");
-    assert_eq!(send(&d, "POST", &approve, &arch1, serde_json::json!({"reason": "retention ended"})).await.0, 200);
-    let (s, e) = send(&d, "POST", &approve, &arch1, serde_json::json!({"reason": "again"})).await;
+    assert_eq!(d.call(reqwest::Method::POST, &approve, &d.token, Some(serde_json::json!({"reason": "x"}))).await.0, 403);
+    assert_eq!(d.call(reqwest::Method::POST, &approve, &arch1, Some(serde_json::json!({}))).await.1["error"]["code"], "reason_required");
+    assert_eq!(d.call(reqwest::Method::POST, &approve, &arch1, Some(serde_json::json!({"reason": "retention ended"}))).await.0, 200);
+    let (s, e) = d.call(reqwest::Method::POST, &approve, &arch1, Some(serde_json::json!({"reason": "again"}))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (409, Some("refused")), "{e}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(d.json(&format!("/api/v1/recordings/{a}")).await["state"], "pending_destruction", "one approval is not enough");
-    assert_eq!(send(&d, "POST", &approve, &arch2, serde_json::json!({"reason": "agreed"})).await.0, 200);
+    assert_eq!(d.call(reqwest::Method::POST, &approve, &arch2, Some(serde_json::json!({"reason": "agreed"}))).await.0, 200);
 
     let tomb = wait_for("a destroyed", Duration::from_secs(20), || async {
         let r = d.json(&format!("/api/v1/recordings/{a}")).await;
@@ -98,12 +92,22 @@ async fn expired_recordings_are_destroyed_only_after_grace_and_two_approvals() {
     assert!(done["objects"].as_array().unwrap().iter().any(|k| k.as_str().unwrap().ends_with("/original")), "{done}");
 
     // b: the hold lifted, it is queued; a hold placed again calls the destruction off.
-    assert_eq!(send(&d, "DELETE", &format!("/api/v1/recordings/{b}/hold"), &arch1, serde_json::json!({"reason": "lifted"})).await.0, 200);
+    assert_eq!(
+        d.call(reqwest::Method::DELETE, &format!("/api/v1/recordings/{b}/hold"), &arch1, Some(serde_json::json!({"reason": "lifted"})))
+            .await
+            .0,
+        200
+    );
     wait_for("b queued", Duration::from_secs(20), || async {
         (d.json(&format!("/api/v1/recordings/{b}")).await["state"] == "pending_destruction").then_some(())
     })
     .await;
-    assert_eq!(send(&d, "PUT", &format!("/api/v1/recordings/{b}/hold"), &arch1, serde_json::json!({"reason": "new order"})).await.0, 200);
+    assert_eq!(
+        d.call(reqwest::Method::PUT, &format!("/api/v1/recordings/{b}/hold"), &arch1, Some(serde_json::json!({"reason": "new order"})))
+            .await
+            .0,
+        200
+    );
     wait_for("b's destruction called off", Duration::from_secs(20), || async {
         (d.json(&format!("/api/v1/recordings/{b}")).await["state"] == "archived").then_some(())
     })

@@ -6,26 +6,6 @@ use std::time::Duration;
 
 use crate::harness::{Daemon, DaemonSpec, write_random};
 
-async fn send(d: &Daemon, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-    let url = format!("http://127.0.0.1:{}{path}", d.port);
-    let c = reqwest::Client::new();
-    let mut r = match method {
-        "PATCH" => c.patch(&url),
-        "PUT" => c.put(&url),
-        "DELETE" => c.delete(&url),
-        _ => c.get(&url),
-    };
-    if !token.is_empty() {
-        r = r.bearer_auth(token);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
-}
-
 async fn kinds(d: &Daemon, id: &str) -> Vec<(String, String)> {
     let c = d.json(&format!("/api/v1/recordings/{id}/custody")).await;
     c["items"]
@@ -57,52 +37,60 @@ async fn corrections_classification_category_and_holds_are_logged_and_role_check
 
     // Review: the supervisor corrects the attribution.
     let fix = serde_json::json!({"officer": "P5", "device": "BWC5", "unit": "JS/NJ", "started_at": "2026-03-01T08:00:00Z", "needs_review": false, "reason": "docking log"});
-    let (s, r) = send(&d, "PATCH", &p, &d.token, Some(fix.clone())).await;
+    let (s, r) = d.call(reqwest::Method::PATCH, &p, &d.token, Some(fix.clone())).await;
     assert_eq!(s, 200, "{r}");
     assert_eq!((r["officer"].as_str(), r["needs_review"].as_bool()), (Some("P5"), Some(false)));
     assert_eq!(r["started_at"], "2026-03-01T08:00:00.000000Z");
     // ... and now the officer P5 sees it; before the correction nobody could attribute it to them.
-    assert_eq!(send(&d, "GET", &p, &officer, None).await.0, 200);
+    assert_eq!(d.call(reqwest::Method::GET, &p, &officer, None).await.0, 200);
     // Roles and input errors.
-    assert_eq!(send(&d, "PATCH", &p, &officer, Some(fix.clone())).await.0, 403);
-    assert_eq!(send(&d, "PATCH", &p, &elsewhere, Some(fix.clone())).await.0, 404, "out of scope is not found");
-    assert_eq!(send(&d, "PATCH", &p, "", Some(fix.clone())).await.0, 401);
-    let (s, e) = send(&d, "PATCH", &p, &d.token, Some(serde_json::json!({"started_at": "yesterday"}))).await;
+    assert_eq!(d.call(reqwest::Method::PATCH, &p, &officer, Some(fix.clone())).await.0, 403);
+    assert_eq!(d.call(reqwest::Method::PATCH, &p, &elsewhere, Some(fix.clone())).await.0, 404, "out of scope is not found");
+    assert_eq!(d.call(reqwest::Method::PATCH, &p, "", Some(fix.clone())).await.0, 401);
+    let (s, e) = d.call(reqwest::Method::PATCH, &p, &d.token, Some(serde_json::json!({"started_at": "yesterday"}))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_field")));
-    let (s, e) = send(&d, "PATCH", &p, &d.token, Some(serde_json::json!({"colour": "red"}))).await;
+    let (s, e) = d.call(reqwest::Method::PATCH, &p, &d.token, Some(serde_json::json!({"colour": "red"}))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_body")));
-    let (s, e) = send(&d, "PATCH", &p, &d.token, Some(serde_json::json!({}))).await;
+    let (s, e) = d.call(reqwest::Method::PATCH, &p, &d.token, Some(serde_json::json!({}))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("nothing_to_change")));
 
     // Classification needs a reason.
-    let (s, e) = send(&d, "PUT", &format!("{p}/classification"), &d.token, Some(serde_json::json!({"classification": "privacy"}))).await;
+    let (s, e) = d
+        .call(reqwest::Method::PUT, &format!("{p}/classification"), &d.token, Some(serde_json::json!({"classification": "privacy"})))
+        .await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("reason_required")));
-    let (s, e) =
-        send(&d, "PUT", &format!("{p}/classification"), &d.token, Some(serde_json::json!({"classification": "top", "reason": "x"}))).await;
+    let (s, e) = d
+        .call(
+            reqwest::Method::PUT,
+            &format!("{p}/classification"),
+            &d.token,
+            Some(serde_json::json!({"classification": "top", "reason": "x"})),
+        )
+        .await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_classification")));
-    let (s, r) = send(
-        &d,
-        "PUT",
-        &format!("{p}/classification"),
-        &d.token,
-        Some(serde_json::json!({"classification": "privacy", "reason": "a minor"})),
-    )
-    .await;
+    let (s, r) = d
+        .call(
+            reqwest::Method::PUT,
+            &format!("{p}/classification"),
+            &d.token,
+            Some(serde_json::json!({"classification": "privacy", "reason": "a minor"})),
+        )
+        .await;
     assert_eq!((s, r["classification"].as_str()), (200, Some("privacy")));
 
     // Category and hold: archivists only.
     let cat = serde_json::json!({"category": "evidence", "reason": "case K-9"});
-    assert_eq!(send(&d, "PUT", &format!("{p}/category"), &d.token, Some(cat.clone())).await.0, 403);
-    let (s, r) = send(&d, "PUT", &format!("{p}/category"), &arch, Some(cat)).await;
+    assert_eq!(d.call(reqwest::Method::PUT, &format!("{p}/category"), &d.token, Some(cat.clone())).await.0, 403);
+    let (s, r) = d.call(reqwest::Method::PUT, &format!("{p}/category"), &arch, Some(cat)).await;
     assert_eq!((s, r["category"].as_str()), (200, Some("evidence")));
-    let (s, r) = send(&d, "DELETE", &format!("{p}/category"), &arch, None).await;
+    let (s, r) = d.call(reqwest::Method::DELETE, &format!("{p}/category"), &arch, None).await;
     assert_eq!((s, r["category"].as_str()), (200, Some("uncategorized")));
-    let (s, e) = send(&d, "PUT", &format!("{p}/hold"), &arch, Some(serde_json::json!({}))).await;
+    let (s, e) = d.call(reqwest::Method::PUT, &format!("{p}/hold"), &arch, Some(serde_json::json!({}))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("reason_required")));
-    let (s, r) = send(&d, "PUT", &format!("{p}/hold"), &arch, Some(serde_json::json!({"reason": "court order 12"}))).await;
+    let (s, r) = d.call(reqwest::Method::PUT, &format!("{p}/hold"), &arch, Some(serde_json::json!({"reason": "court order 12"}))).await;
     assert_eq!((s, r["legal_hold"].as_bool()), (200, Some(true)));
-    assert_eq!(send(&d, "PUT", &format!("{p}/hold"), &auditor, Some(serde_json::json!({"reason": "x"}))).await.0, 403);
-    let (s, r) = send(&d, "DELETE", &format!("{p}/hold"), &arch, Some(serde_json::json!({"reason": "lifted by court"}))).await;
+    assert_eq!(d.call(reqwest::Method::PUT, &format!("{p}/hold"), &auditor, Some(serde_json::json!({"reason": "x"}))).await.0, 403);
+    let (s, r) = d.call(reqwest::Method::DELETE, &format!("{p}/hold"), &arch, Some(serde_json::json!({"reason": "lifted by court"}))).await;
     assert_eq!((s, r["legal_hold"].as_bool()), (200, Some(false)));
 
     // Accesses are audited once per access: a view, a download, not each Range request.
