@@ -161,6 +161,17 @@ macro_rules! impl_case_records {
                 let cases = Self::sync_case_ids(&mut tx, recording_id).await?;
                 let d = serde_json::json!({"case": case_id, "reason": reason, "cases": cases});
                 Self::append_in(&mut tx, $crate::custody::kind::LINKED, actor, Some(recording_id), d).await?;
+                // Case footage is evidence unless an archivist has already chosen a category; later
+                // unlinking never shortens it again.
+                let upgraded = sqlx::query("UPDATE recordings SET category = 'evidence' WHERE id = $1 AND category = 'uncategorized'")
+                    .bind(recording_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if upgraded > 0 {
+                    let d = serde_json::json!({"old": "uncategorized", "new": "evidence", "reason": format!("linked to case {case_id}")});
+                    Self::append_in(&mut tx, $crate::custody::kind::CATEGORISED, actor, Some(recording_id), d).await?;
+                }
                 tx.commit().await?;
                 Ok(true)
             }

@@ -547,7 +547,7 @@ macro_rules! impl_catalog {
                     .bind(a.gps.map(|g| g.lat))
                     .bind(a.gps.map(|g| g.lon))
                     .bind(serde_json::to_string(&case_ids).unwrap_or_else(|_| "[]".into()))
-                    .bind(a.category.clone().unwrap_or_else(|| "uncategorized".into()))
+                    .bind(a.category.clone().unwrap_or_else(|| if a.case_ids.is_empty() { "uncategorized" } else { "evidence" }.into()))
                     .bind(a.classification.clone().unwrap_or_else(|| "normal".into()))
                     .bind(a.needs_review)
                     .bind(serde_json::to_string(&a.review_reasons).unwrap_or_else(|_| "[]".into()))

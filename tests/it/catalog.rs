@@ -609,7 +609,17 @@ async fn retention_queue(c: Arc<dyn Catalog>) {
     c.place_hold(&ids[1], "litigation", "arch1").await.unwrap();
     c.create_case(&NewCase { id: "K-open".into(), title: String::new(), unit: String::new() }, "sup").await.unwrap();
     c.link("K-open", &ids[2], "sup", None).await.unwrap();
+    assert_eq!(c.recording(&ids[2]).await.unwrap().category, "evidence", "case footage becomes evidence");
     c.set_category(&ids[3], Some("evidence"), None, "arch1").await.unwrap();
+    // An archivist's explicit category is not overridden by a link, and unlinking shortens nothing.
+    c.set_category(&ids[4], Some("traffic"), None, "arch1").await.unwrap();
+    c.link("K-open", &ids[4], "sup", None).await.unwrap();
+    assert_eq!(c.recording(&ids[4]).await.unwrap().category, "traffic");
+    c.unlink("K-open", &ids[4], "sup", None).await.unwrap();
+    c.set_category(&ids[4], None, None, "arch1").await.unwrap();
+    c.unlink("K-open", &ids[2], "sup", None).await.unwrap();
+    assert_eq!(c.recording(&ids[2]).await.unwrap().category, "evidence", "unlinking does not shorten retention");
+    c.link("K-open", &ids[2], "sup", None).await.unwrap();
     let found: Vec<String> = c.expired("uncategorized", now + hour, "", 100).await.unwrap().into_iter().map(|e| e.id).collect();
     let mut want = vec![ids[0].clone(), ids[4].clone()];
     want.sort();

@@ -14,9 +14,21 @@ async fn json_as(d: &Daemon, path: &str, token: &str) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn expired_recordings_are_destroyed_only_after_grace_and_two_approvals() {
+async fn expired_recordings_are_destroyed_only_after_grace_and_two_approvals_sqlite() {
+    destruction_flow(false).await;
+}
+
+#[tokio::test]
+async fn expired_recordings_are_destroyed_only_after_grace_and_two_approvals_postgres() {
+    destruction_flow(true).await;
+}
+
+async fn destruction_flow(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = DaemonSpec::station(dir.path());
+    if postgres {
+        spec.catalog_url = crate::harness::pg_database().await;
+    }
     spec.extra = "[retention]\ngrace = \"2s\"\napprovals = 2\nsweep = \"1s\"\n[retention.categories]\nuncategorized = \"4s\"\n".into();
     let mut d = Daemon::configure(dir.path(), &spec);
     let src = dir.path().join("import");
