@@ -74,6 +74,7 @@ pub fn ingestor(
         backoff: cfg.ingest.backoff,
         max_backoff: cfg.ingest.max_backoff,
         timestamp: cfg.tsa.is_some(),
+        worm: cfg.store.object_lock != "off",
     })
 }
 
@@ -171,6 +172,7 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
 
     let catalog = open_catalog_patiently(&cfg, &stop, &sd).await?;
     let store = open_store(&cfg).await?;
+    store.check_worm().await.with_context(|| format!("[store] object_lock in {}", cfg.source))?;
     let node = cfg.node.id.clone();
     match store.sweep_uploads(&store::node_prefix(&node)).await {
         Ok(0) => {}
@@ -264,8 +266,25 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         last_sweep: None,
     };
     tasks.push(tokio::spawn(jobs::run_worker(Box::new(retention), stop.clone(), Duration::from_secs(2))));
-    let app =
-        crate::api::router(crate::api::AppState { catalog: catalog.clone(), store: store.clone(), metrics, policy: Arc::new(policy) });
+    let worm = cfg.store.object_lock != "off";
+    if worm {
+        let locker = crate::retention::worm::WormLocker {
+            catalog: catalog.clone(),
+            store: store.clone(),
+            policy: policy.clone(),
+            mode: cfg.store.object_lock.clone(),
+            actor: format!("node:{node}"),
+        };
+        let handlers = HashMap::from([(jobs::WORM_LOCK, Arc::new(locker) as Arc<dyn JobHandler>)]);
+        tasks.push(spawn_job_worker(&catalog, &node, handlers, &stop, Duration::from_secs(2), Duration::from_secs(300)));
+    }
+    let app = crate::api::router(crate::api::AppState {
+        catalog: catalog.clone(),
+        store: store.clone(),
+        metrics,
+        policy: Arc::new(policy),
+        worm,
+    });
     let server = {
         let stop = stop.clone();
         tokio::spawn(async move {

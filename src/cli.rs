@@ -1,4 +1,4 @@
-//! The command line (clap): `run`, `ingest`, `verify`, `export`, `retention plan`, `token create|list|revoke`. `--config` is global and
+//! The command line (clap): `run`, `ingest`, `verify`, `export`, `retention plan`, `report`, `token create|list|revoke`. `--config` is global and
 //! defaults to `$EVIDENCED_CONFIG`, then `config/evidenced.toml` (or the embedded default when
 //! that file does not exist). Errors print one clear line and exit non-zero, never a panic.
 
@@ -65,6 +65,16 @@ pub enum Command {
         #[command(subcommand)]
         action: RetentionCommand,
     },
+    /// Annual statistics per unit and category: recordings archived in the year (count, hours,
+    /// bytes) and the year's accesses, clips, exports, holds and destructions. Years are UTC.
+    Report {
+        /// The calendar year, e.g. 2025.
+        #[arg(long, value_name = "YYYY", value_parser = crate::catalog::report::parse_year)]
+        year: i32,
+        /// Output: CSV with a header and a TOTAL line, or JSON.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
+        format: ReportFormat,
+    },
     /// Manage API principals and their bearer tokens.
     Token {
         /// What to do with tokens.
@@ -83,6 +93,15 @@ pub enum RetentionCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// RFC 4180 CSV.
+    Csv,
+    /// `{"year", "generated_at", "rows", "total"}`.
+    Json,
 }
 
 /// `token` subcommands.
@@ -160,8 +179,19 @@ async fn dispatch(cmd: Command, cfg: Config, systemd: (crate::app::Notifier, Opt
         Command::Verify { recording, json } => verify(cfg, recording, json).await,
         Command::Export { case, out } => export(cfg, case, out).await,
         Command::Retention { action: RetentionCommand::Plan { json } } => retention_plan(cfg, json).await,
+        Command::Report { year, format } => report(cfg, year, format).await,
         Command::Token { action } => token(cfg, action).await,
     }
+}
+
+async fn report(cfg: Config, year: i32, format: ReportFormat) -> anyhow::Result<ExitCode> {
+    let catalog = crate::app::open_catalog(&cfg).await?;
+    let r = crate::catalog::AnnualReport::build(&*catalog, year).await?;
+    match format {
+        ReportFormat::Csv => print!("{}", r.to_csv()),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn retention_plan(cfg: Config, json: bool) -> anyhow::Result<ExitCode> {

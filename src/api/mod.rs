@@ -35,6 +35,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Retention rules (for `retention_until` on recordings).
     pub policy: Arc<crate::retention::Policy>,
+    /// The store locks originals (`store.object_lock` on): hold and category changes queue a
+    /// `worm_lock` job.
+    pub worm: bool,
 }
 
 /// Builds the router.
@@ -60,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/destructions", get(retention::list))
         .route("/destructions/{id}", get(retention::get_one))
         .route("/destructions/{id}/approve", axum::routing::post(retention::approve))
+        .route("/destruction-batches", get(retention::batches))
+        .route("/destruction-batches/{batch}/certificate", get(retention::certificate))
+        .route("/destruction-batches/{batch}/certificate.html", get(retention::certificate_html))
+        .route("/reports/{year}", get(retention::report))
         .route("/checkpoints", get(checkpoints))
         // Unknown /api routes still demand a valid token first: nothing under /api answers
         // an unauthenticated caller with anything but 401.

@@ -147,7 +147,9 @@ pub async fn set_category(
         return Err(ApiError::bad("invalid_category", "a category name: 1 to 64 of a-z, 0-9, _"));
     }
     let why = reason(c.reason, false)?;
-    Ok(Json(present(&st, st.catalog.set_category(&r.id, Some(&c.category), why.as_deref(), &caller.0.name).await?)))
+    let rec = st.catalog.set_category(&r.id, Some(&c.category), why.as_deref(), &caller.0.name).await?;
+    relock(&st, &rec.id).await;
+    Ok(Json(present(&st, rec)))
 }
 
 /// `DELETE /recordings/{id}/category`: back to `uncategorized`.
@@ -175,7 +177,9 @@ pub async fn place_hold(
     caller.require(&["archivist"])?;
     let r = visible(&st, &caller, &id).await?;
     let why = reason(body(b)?.reason, true)?.unwrap_or_default();
-    Ok(Json(present(&st, st.catalog.place_hold(&r.id, &why, &caller.0.name).await?)))
+    let rec = st.catalog.place_hold(&r.id, &why, &caller.0.name).await?;
+    relock(&st, &rec.id).await;
+    Ok(Json(present(&st, rec)))
 }
 
 /// `DELETE /recordings/{id}/hold`: lift a legal hold (the body with a reason is optional).
@@ -188,5 +192,17 @@ pub async fn lift_hold(
     caller.require(&["archivist"])?;
     let r = visible(&st, &caller, &id).await?;
     let why = reason(b.map(|Json(h)| h).unwrap_or_default().reason, false)?;
-    Ok(Json(present(&st, st.catalog.lift_hold(&r.id, why.as_deref(), &caller.0.name).await?)))
+    let rec = st.catalog.lift_hold(&r.id, why.as_deref(), &caller.0.name).await?;
+    relock(&st, &rec.id).await;
+    Ok(Json(present(&st, rec)))
+}
+
+/// With a WORM store, queues a `worm_lock` job so the original's lock follows the change (the
+/// change itself is committed: a failure to queue is logged, not answered).
+async fn relock(st: &AppState, id: &str) {
+    if st.worm
+        && let Err(e) = crate::retention::worm::enqueue(st.catalog.as_ref(), id).await
+    {
+        tracing::error!(recording = %id, error = %e, "cannot queue the WORM lock after a retention change");
+    }
 }

@@ -8,6 +8,8 @@ mod cases_sql;
 pub mod custody;
 mod custody_sql;
 mod postgres;
+pub mod report;
+mod report_sql;
 pub mod retention;
 mod retention_sql;
 mod sql;
@@ -23,7 +25,8 @@ use serde::Serialize;
 pub use cases::{Case, CaseRecords, CaseUpdate, NewCase};
 pub use custody::{Checkpoint, CustodyRecords, NodeKey, Timestamp};
 pub use postgres::PgCatalog;
-pub use retention::{Destruction, RetentionRecords};
+pub use report::{AnnualReport, ReportRecords};
+pub use retention::{DestroyedRecording, Destruction, DestructionBatch, RetentionRecords};
 pub use sqlite::SqliteCatalog;
 pub use updates::{AttributionFix, RecordingUpdates};
 
@@ -486,7 +489,7 @@ pub struct QueueDepth {
 
 /// The catalog boundary. Both backends pass the same conformance suite (`tests/it/catalog.rs`).
 #[async_trait]
-pub trait Catalog: CustodyRecords + CaseRecords + RecordingUpdates + RetentionRecords + Send + Sync {
+pub trait Catalog: CustodyRecords + CaseRecords + RecordingUpdates + RetentionRecords + ReportRecords + Send + Sync {
     /// Backend name for messages (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
     /// Cheap liveness probe for `/readyz`.

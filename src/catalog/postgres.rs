@@ -48,3 +48,4 @@ super::custody_sql::impl_custody_records!(PgCatalog, Postgres);
 super::updates_sql::impl_recording_updates!(PgCatalog, Postgres);
 super::retention_sql::impl_retention_records!(PgCatalog, Postgres);
 super::cases_sql::impl_case_records!(PgCatalog, Postgres);
+super::report_sql::impl_report_records!(PgCatalog, Postgres);

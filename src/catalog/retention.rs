@@ -44,6 +44,42 @@ pub struct Destruction {
     pub finished_at: Option<String>,
     /// Store keys deleted.
     pub objects: serde_json::Value,
+    /// The retention worker pass that destroyed it (names its certificate).
+    pub batch: Option<String>,
+}
+
+/// One batch of destructions (one pass of the retention worker), as listed for certificates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DestructionBatch {
+    /// Batch id (UUIDv7).
+    pub batch: String,
+    /// When its last destruction finished (RFC 3339).
+    pub finished_at: String,
+    /// Recordings destroyed in it.
+    pub count: i64,
+}
+
+/// A finished destruction with the tombstone facts of its recording: one line of a certificate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DestroyedRecording {
+    /// The queue entry (rule, retention end, approvals, finish time, deleted keys).
+    pub destruction: Destruction,
+    /// Hex SHA-256 of the original.
+    pub sha256: String,
+    /// Size of the original in bytes.
+    pub size: i64,
+    /// Name as docked.
+    pub original_name: String,
+    /// Unit path, if known.
+    pub unit: Option<String>,
+    /// Retention category.
+    pub category: String,
+    /// Start of the recording (RFC 3339), if known.
+    pub started_at: Option<String>,
+    /// When it was archived (RFC 3339).
+    pub archived_at: String,
+    /// Who destroyed it (the actor of its `destroyed` custody event, `node:<id>`).
+    pub destroyed_by: Option<String>,
 }
 
 /// Retention records (see the module docs).
@@ -76,6 +112,11 @@ pub trait RetentionRecords: Send + Sync {
     async fn due_destructions(&self, now: i64, approvals: i64) -> Result<Vec<Destruction>>;
     /// Marks an entry done after its objects were deleted: the recording becomes a tombstone
     /// (`destroyed`; id, hash, size and metadata stay) and a `destroyed` event records the rule,
-    /// the approvers and the deleted keys.
-    async fn finish_destruction(&self, id: &str, objects: &[String], actor: &str) -> Result<()>;
+    /// the approvers, the deleted keys and the batch (one per pass of the retention worker).
+    async fn finish_destruction(&self, id: &str, objects: &[String], batch: &str, actor: &str) -> Result<()>;
+    /// Batches of finished destructions, newest first.
+    async fn destruction_batches(&self, limit: i64) -> Result<Vec<DestructionBatch>>;
+    /// The destructions of one batch with their recordings' tombstone facts, in the order they
+    /// finished; empty for an unknown batch.
+    async fn destruction_batch(&self, batch: &str) -> Result<Vec<DestroyedRecording>>;
 }

@@ -15,6 +15,39 @@ pub(super) struct DestructionRow {
     pub approvals: String,
     pub finished_at: Option<i64>,
     pub objects: String,
+    pub batch_id: Option<String>,
+}
+
+/// A finished destruction joined with its recording's tombstone facts.
+#[derive(sqlx::FromRow)]
+pub(super) struct DestroyedRow {
+    #[sqlx(flatten)]
+    pub d: DestructionRow,
+    pub sha256: String,
+    pub size: i64,
+    pub original_name: String,
+    pub unit: Option<String>,
+    pub category: String,
+    pub started_at: Option<i64>,
+    pub archived_at: i64,
+    pub destroyed_by: Option<String>,
+}
+
+impl From<DestroyedRow> for super::retention::DestroyedRecording {
+    fn from(r: DestroyedRow) -> Self {
+        use crate::custody::format_at;
+        super::retention::DestroyedRecording {
+            destruction: r.d.into(),
+            sha256: r.sha256,
+            size: r.size,
+            original_name: r.original_name,
+            unit: r.unit,
+            category: r.category,
+            started_at: r.started_at.map(format_at),
+            archived_at: format_at(r.archived_at),
+            destroyed_by: r.destroyed_by,
+        }
+    }
 }
 
 impl From<DestructionRow> for super::retention::Destruction {
@@ -31,6 +64,7 @@ impl From<DestructionRow> for super::retention::Destruction {
             approvals: serde_json::from_str(&r.approvals).unwrap_or_default(),
             finished_at: r.finished_at.map(format_at),
             objects: serde_json::from_str(&r.objects).unwrap_or_default(),
+            batch: r.batch_id,
         }
     }
 }
@@ -62,7 +96,7 @@ macro_rules! impl_retention_records {
             ) -> $crate::catalog::Result<Vec<$crate::catalog::retention::Expired>> {
                 let sql = format!(
                     "SELECT id, {from} AS retention_from FROM recordings r \
-                     WHERE state = 'archived' AND category = $1 AND legal_hold = FALSE AND {from} < $2 AND id > $3 \
+                     WHERE state = 'archived' AND category = $1 AND legal_hold = FALSE AND archived_at < $2 AND {from} < $2 AND id > $3 \
                      AND NOT EXISTS (SELECT 1 FROM case_links l JOIN cases c ON c.id = l.case_id \
                                      WHERE l.recording_id = r.id AND c.status = 'open') \
                      ORDER BY id LIMIT $4",
@@ -193,17 +227,18 @@ macro_rules! impl_retention_records {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
-            async fn finish_destruction(&self, id: &str, objects: &[String], actor: &str) -> $crate::catalog::Result<()> {
+            async fn finish_destruction(&self, id: &str, objects: &[String], batch: &str, actor: &str) -> $crate::catalog::Result<()> {
                 let mut tx = self.write_tx().await?;
                 let row = Self::destruction_in(&mut tx, id).await?;
                 if row.state != "pending" {
                     return Ok(());
                 }
                 let now = $crate::catalog::now_micros();
-                sqlx::query("UPDATE destructions SET state = 'destroyed', finished_at = $2, objects = $3 WHERE id = $1")
+                sqlx::query("UPDATE destructions SET state = 'destroyed', finished_at = $2, objects = $3, batch_id = $4 WHERE id = $1")
                     .bind(id)
                     .bind(now)
                     .bind(serde_json::to_string(objects).unwrap_or_else(|_| "[]".into()))
+                    .bind(batch)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("UPDATE recordings SET state = 'destroyed', media_state = CASE WHEN media_state = 'ready' THEN 'failed' ELSE media_state END, \
@@ -216,11 +251,44 @@ macro_rules! impl_retention_records {
                 let d = serde_json::json!({
                     "destruction": id, "rule": row.rule, "retention_until": $crate::custody::format_at(row.retention_until),
                     "approvals": serde_json::from_str::<serde_json::Value>(&row.approvals).unwrap_or_default(),
-                    "objects": objects, "sha256": sha, "size": size,
+                    "objects": objects, "sha256": sha, "size": size, "batch": batch,
                 });
                 Self::append_in(&mut tx, $crate::custody::kind::DESTROYED, actor, Some(&row.recording_id), d).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn destruction_batches(&self, limit: i64) -> $crate::catalog::Result<Vec<$crate::catalog::retention::DestructionBatch>> {
+                let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+                    "SELECT batch_id, MAX(finished_at), COUNT(*) FROM destructions \
+                     WHERE state = 'destroyed' AND batch_id IS NOT NULL AND finished_at IS NOT NULL \
+                     GROUP BY batch_id ORDER BY MAX(finished_at) DESC, batch_id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(batch, at, count)| $crate::catalog::retention::DestructionBatch {
+                        batch,
+                        finished_at: $crate::custody::format_at(at),
+                        count,
+                    })
+                    .collect())
+            }
+
+            async fn destruction_batch(&self, batch: &str) -> $crate::catalog::Result<Vec<$crate::catalog::retention::DestroyedRecording>> {
+                let rows: Vec<$crate::catalog::retention_sql::DestroyedRow> = sqlx::query_as(
+                    "SELECT d.*, r.sha256, r.size, r.original_name, r.unit, r.category, r.started_at, r.archived_at, \
+                     (SELECT e.actor FROM custody_events e WHERE e.recording_id = d.recording_id AND e.kind = 'destroyed' \
+                      ORDER BY e.seq DESC LIMIT 1) AS destroyed_by \
+                     FROM destructions d JOIN recordings r ON r.id = d.recording_id \
+                     WHERE d.batch_id = $1 AND d.state = 'destroyed' ORDER BY d.finished_at, d.id",
+                )
+                .bind(batch)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
             }
         }
     };

@@ -71,6 +71,8 @@ pub mod kind {
     pub const DESTRUCTION_CANCELLED: &str = "destruction_cancelled";
     /// A recording's objects were destroyed (the tombstone stays).
     pub const DESTROYED: &str = "destroyed";
+    /// A recording's original version was locked in the store (S3 Object Lock) until a date.
+    pub const WORM_LOCKED: &str = "worm_locked";
     /// A recording's stored objects were re-read and re-hashed.
     pub const FIXITY_CHECKED: &str = "fixity_checked";
     /// The chain head was signed by a node key.

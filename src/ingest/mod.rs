@@ -131,6 +131,8 @@ pub struct Ingestor {
     pub max_backoff: Duration,
     /// Queue an RFC 3161 time-stamp for every new recording (a `[tsa]` is configured).
     pub timestamp: bool,
+    /// Queue a `worm_lock` job for every new recording (`store.object_lock` is on).
+    pub worm: bool,
 }
 
 fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
@@ -272,6 +274,12 @@ impl Ingestor {
         match outcome {
             ArchiveOutcome::Archived(id) => {
                 tracing::info!(recording = %id, sha256 = %rec.sha256, size = rec.size, path = %s.path_display, "archived");
+                // Not in the archive transaction: a failure here is logged (the commit stands).
+                if self.worm
+                    && let Err(e) = crate::retention::worm::enqueue(self.catalog.as_ref(), &id).await
+                {
+                    tracing::error!(recording = %id, error = %e, "cannot queue the WORM lock of the original");
+                }
                 Ok(Outcome::Archived(id))
             }
             ArchiveOutcome::Duplicate(id) => {

@@ -21,6 +21,8 @@ pub const DERIVE: &str = "derive";
 pub const CLIP: &str = "clip";
 /// Job kind: obtain an RFC 3161 time-stamp token.
 pub const TIMESTAMP: &str = "timestamp";
+/// Job kind: lock a recording's original in a WORM store (`crate::retention::worm`).
+pub const WORM_LOCK: &str = "worm_lock";
 
 /// What a worker reports after one unit of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

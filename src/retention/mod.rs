@@ -6,6 +6,8 @@
 //! every object is deleted from the store and the recording row stays as the tombstone. The
 //! daemon never deletes a recording's objects before its retention date.
 
+pub mod worm;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +132,7 @@ pub struct RetentionWorker {
 
 impl RetentionWorker {
     /// Queues every recording whose retention has ended.
-    async fn queue_expired(&self) -> anyhow::Result<usize> {
+    pub async fn queue_expired(&self) -> anyhow::Result<usize> {
         let items = self.policy.plan(&*self.catalog, usize::MAX).await?;
         let grace = self.policy.grace.as_micros() as i64;
         let mut n = 0;
@@ -178,9 +180,11 @@ impl RetentionWorker {
         Ok(false)
     }
 
-    /// Destroys approved entries past their grace period.
-    async fn destroy_due(&self) -> anyhow::Result<usize> {
+    /// Destroys approved entries past their grace period. The destructions of one pass form one
+    /// batch, which gets one destruction certificate.
+    pub async fn destroy_due(&self) -> anyhow::Result<usize> {
         let now = crate::catalog::now_micros();
+        let batch = uuid::Uuid::now_v7().to_string();
         let mut n = 0;
         for d in self.catalog.due_destructions(now, self.policy.approvals as i64).await? {
             let r = self.catalog.recording(&d.recording_id).await?;
@@ -197,14 +201,25 @@ impl RetentionWorker {
             for t in self.catalog.timestamps(Some(&r.id)).await? {
                 keys.push(t.token_key);
             }
+            // The original first: when the store still locks it, nothing else is gone either.
+            keys.sort_by_key(|k| *k != r.object_key);
+            let mut locked = false;
             for k in &keys {
                 match self.store.delete(k).await {
                     Ok(()) | Err(StoreError::NotFound(_)) => {}
+                    Err(e @ StoreError::Locked { .. }) => {
+                        tracing::error!(recording = %r.id, key = %k, error = %e, "the store refuses to delete a locked object; retrying next pass");
+                        locked = true;
+                        break;
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
-            self.catalog.finish_destruction(&d.id, &keys, &self.actor).await?;
-            tracing::info!(recording = %r.id, sha256 = %r.sha256, objects = keys.len(), "recording destroyed");
+            if locked {
+                continue;
+            }
+            self.catalog.finish_destruction(&d.id, &keys, &batch, &self.actor).await?;
+            tracing::info!(recording = %r.id, sha256 = %r.sha256, objects = keys.len(), batch = %batch, "recording destroyed");
             n += 1;
         }
         Ok(n)

@@ -349,4 +349,11 @@ impl ObjectStore for FsStore {
         }
         Ok(())
     }
+
+    /// Nothing to lock: a directory has no retention dates or legal holds. The `fs` store is
+    /// tamper-evident (read-only files, hashes, the custody log), not WORM; the retention worker
+    /// refuses to delete a recording before its date, but the owner or root still could.
+    async fn retain(&self, _key: &str, _until_micros: i64, _legal_hold: Option<bool>) -> Result<Option<String>> {
+        Ok(None)
+    }
 }

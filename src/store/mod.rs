@@ -61,6 +61,17 @@ pub enum StoreError {
     /// The store's configuration is unusable.
     #[error("object store config: {0}")]
     Config(String),
+    /// The store refused to delete a locked object version (S3 Object Lock: a retention date
+    /// not yet reached, or a legal hold). Not transient: the object stays until the lock ends.
+    #[error("object store {store} refused to delete {key}, which is locked: {message}")]
+    Locked {
+        /// Which store.
+        store: String,
+        /// Which object.
+        key: String,
+        /// What the store said.
+        message: String,
+    },
 }
 
 impl StoreError {
@@ -124,7 +135,9 @@ pub trait ObjectStore: Send + Sync {
     async fn size(&self, key: &str) -> Result<u64>;
     /// Keys of every object whose key starts with `prefix`, sorted (checkpoints, keys: small sets).
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
-    /// Deletes an object (only ever an unreferenced duplicate here; retention does the rest).
+    /// Deletes an object (an unreferenced duplicate, or a destroyed recording's objects). With
+    /// S3 Object Lock on, every version and delete marker of exactly `key` is deleted, and a
+    /// version the store refuses to delete (retention or legal hold) fails with `Locked`.
     async fn delete(&self, key: &str) -> Result<()>;
     /// Aborts a journaled multipart upload (no-op for stores without them).
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()>;
@@ -133,6 +146,21 @@ pub trait ObjectStore: Send + Sync {
     async fn sweep_uploads(&self, key_prefix: &str) -> Result<usize>;
     /// Reachability check for `/readyz`.
     async fn check(&self) -> Result<()>;
+    /// Start-up check of write-once storage: with S3 `object_lock` other than `off`, the bucket
+    /// must have versioning `Enabled` and Object Lock enabled, else `Config` naming the bucket and
+    /// what is missing (the daemon then refuses to start). Stores without locking: `Ok(())`.
+    async fn check_worm(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Locks the current version of `key` until `until_micros` (only ever extending an existing
+    /// retention date, never shortening it) and, with `legal_hold: Some(on)`, sets or clears its
+    /// legal hold; returns the locked version id. Never uses a governance bypass. `None` when the
+    /// store has no locking: the default, for S3 with `object_lock = "off"` and for the `fs`
+    /// store, whose read-only files make tampering evident but do not make it impossible (the
+    /// `fs` store is tamper-evident, not WORM).
+    async fn retain(&self, _key: &str, _until_micros: i64, _legal_hold: Option<bool>) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Builds the store named by the config.

@@ -5,6 +5,14 @@
 //! reports (`<b64>-N`) are compared with our own. The SDK's automatic CRC32 is switched off
 //! (`WhenRequired`) so SHA-256 is the one checksum, computed by us, once. Payload signing is off
 //! for uploads: the checksum already guards the body, and signing would hash every byte again.
+//!
+//! With `object_lock` on (`governance` or `compliance`) the store is WORM: the bucket must have
+//! versioning and Object Lock enabled ([`ObjectStore::check_worm`]), `retain` puts a retention
+//! date (only ever extended) and the legal hold on the original's exact version, and `delete`
+//! removes every version and delete marker of the key; a version still locked comes back as
+//! `StoreError::Locked`. The governance bypass header is never sent. PutObjectRetention and
+//! PutObjectLegalHold are "checksum required" operations: the SDK adds the checksum itself even
+//! with `WhenRequired`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +22,11 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::primitives::DateTime as SdkTime;
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled,
+    ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
@@ -51,6 +63,8 @@ pub struct S3Store {
     buffers: Arc<Semaphore>,
     /// Total permits of `buffers` (a larger part waits for all of them).
     buffer_mib: u32,
+    /// `store.object_lock`: the retention mode originals are locked with, `None` when `off`.
+    object_lock: Option<ObjectLockRetentionMode>,
 }
 
 impl S3Store {
@@ -120,7 +134,72 @@ impl S3Store {
             parts_in_flight: cfg.parts_in_flight,
             buffers: Arc::new(Semaphore::new(buffer_mib(cfg.parts_in_flight, cfg.part_size) as usize)),
             buffer_mib: buffer_mib(cfg.parts_in_flight, cfg.part_size),
+            object_lock: match cfg.object_lock.as_str() {
+                "off" => None,
+                "governance" => Some(ObjectLockRetentionMode::Governance),
+                "compliance" => Some(ObjectLockRetentionMode::Compliance),
+                other => return Err(StoreError::Config(format!("store.object_lock = {other:?}: expected off, governance or compliance"))),
+            },
         })
+    }
+
+    /// The Object Lock mode originals are locked with (`None`: `object_lock = "off"`).
+    pub fn object_lock(&self) -> Option<&ObjectLockRetentionMode> {
+        self.object_lock.as_ref()
+    }
+
+    /// Every version id (delete markers included) of exactly `full_key`.
+    async fn versions_of(&self, key: &str, full_key: &str) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(full_key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.err(key, e))?;
+            let versions = out.versions().iter().map(|v| (v.key(), v.version_id()));
+            let markers = out.delete_markers().iter().map(|m| (m.key(), m.version_id()));
+            ids.extend(versions.chain(markers).filter(|(k, _)| *k == Some(full_key)).filter_map(|(_, v)| v.map(str::to_string)));
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_string);
+            id_marker = out.next_version_id_marker().map(str::to_string);
+            // Past our key (or no marker to continue from): nothing more of it follows.
+            if key_marker.as_deref().is_none_or(|k| k != full_key) {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Deletes every version and delete marker of `key` (Object Lock on).
+    async fn delete_versions(&self, key: &str) -> Result<()> {
+        let full_key = self.key(key);
+        for version in self.versions_of(key, &full_key).await? {
+            let r = self.client.delete_object().bucket(&self.bucket).key(&full_key).version_id(&version).send().await;
+            let Err(e) = r else { continue };
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let code = e.code().unwrap_or("").to_string();
+            match (status, code.as_str()) {
+                (Some(404), _) | (_, "NoSuchVersion" | "NoSuchKey") => {}
+                (Some(403), _) | (_, "AccessDenied" | "InvalidRequest" | "ObjectLocked") => {
+                    return Err(StoreError::Locked {
+                        store: self.describe(),
+                        key: key.into(),
+                        message: format!("version {version}: {}", DisplayErrorContext(&e)),
+                    });
+                }
+                _ => return Err(self.err(key, e)),
+            }
+        }
+        Ok(())
     }
 
     fn key(&self, key: &str) -> String {
@@ -155,6 +234,9 @@ impl S3Store {
             .key(self.key(key))
             .content_type(content_type)
             .content_length(size as i64)
+            // The algorithm header tells servers that only keep a checksum when it is named
+            // (moto) to keep this one; the SDK sends our value and computes nothing itself.
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(&b64)
             .body(SdkBody::from(data))
             .customize()
@@ -394,6 +476,10 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        if self.object_lock.is_some() {
+            // A delete without a version id would only add a delete marker.
+            return self.delete_versions(key).await;
+        }
         self.client.delete_object().bucket(&self.bucket).key(self.key(key)).send().await.map_err(|e| self.err(key, e))?;
         Ok(())
     }
@@ -469,6 +555,100 @@ impl ObjectStore for S3Store {
     async fn check(&self) -> Result<()> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| self.err("(bucket)", e))?;
         Ok(())
+    }
+
+    async fn check_worm(&self) -> Result<()> {
+        let Some(mode) = &self.object_lock else { return Ok(()) };
+        let bucket = &self.bucket;
+        let mut missing = Vec::new();
+        let status = match self.client.get_bucket_versioning().bucket(bucket).send().await {
+            Ok(v) => v.status().map(|s| s.as_str().to_string()),
+            // Some S3 emulators (moto 5) answer 200 with a differently named root element the SDK
+            // rejects; the <Status> inside is still the answer.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 200) => {
+                let body = e.raw_response().and_then(|r| r.body().bytes()).map(String::from_utf8_lossy).unwrap_or_default();
+                body.split_once("<Status>").and_then(|(_, rest)| rest.split_once("</Status>")).map(|(s, _)| s.trim().to_string())
+            }
+            Err(e) => return Err(self.err("(bucket)", e)),
+        };
+        match status.as_deref() {
+            Some(s) if s == BucketVersioningStatus::Enabled.as_str() => {}
+            Some(s) => missing.push(format!("versioning is {s} (must be Enabled)")),
+            None => missing.push("versioning was never enabled".to_string()),
+        }
+        match self.client.get_object_lock_configuration().bucket(bucket).send().await {
+            Ok(o) => {
+                if o.object_lock_configuration().and_then(|c| c.object_lock_enabled()) != Some(&ObjectLockEnabled::Enabled) {
+                    missing.push("Object Lock is not enabled".into());
+                }
+            }
+            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => {
+                missing.push("Object Lock is not enabled (it can only be enabled when the bucket is created)".into())
+            }
+            Err(e) => return Err(self.err("(bucket)", e)),
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::Config(format!(
+            "object_lock = \"{}\" needs versioning and Object Lock on bucket {bucket:?} at {}, but {}",
+            mode.as_str().to_ascii_lowercase(),
+            self.endpoint,
+            missing.join(" and ")
+        )))
+    }
+
+    async fn retain(&self, key: &str, until_micros: i64, legal_hold: Option<bool>) -> Result<Option<String>> {
+        let Some(mode) = &self.object_lock else { return Ok(None) };
+        let full_key = self.key(key);
+        let head = self.client.head_object().bucket(&self.bucket).key(&full_key).send().await.map_err(|e| self.err(key, e))?;
+        let version = match head.version_id() {
+            Some(v) if !v.is_empty() && v != "null" => v.to_string(),
+            _ => {
+                return Err(StoreError::Config(format!(
+                    "{key} has no version id in bucket {:?}: versioning must be enabled for object_lock",
+                    self.bucket
+                )));
+            }
+        };
+        // Whole seconds, rounded up: the lock never ends before the retention date.
+        let until = until_micros.div_euclid(1_000_000) + i64::from(until_micros.rem_euclid(1_000_000) != 0);
+        // The version's retention now (HeadObject reports it like GetObjectRetention, which not
+        // every S3-compatible server implements): only ever extend it, never shorten it. A
+        // version already under compliance stays under compliance.
+        // A date already past locks nothing (and S3 refuses one): only the legal hold changes.
+        let current = head.object_lock_retain_until_date().map(|t| t.secs());
+        let now = crate::catalog::now_micros() / 1_000_000;
+        if until > now && current.is_none_or(|c| c < until) {
+            let mode = match head.object_lock_mode() {
+                Some(ObjectLockMode::Compliance) => ObjectLockRetentionMode::Compliance,
+                Some(ObjectLockMode::Governance) => ObjectLockRetentionMode::Governance,
+                _ => mode.clone(),
+            };
+            let retention = ObjectLockRetention::builder().mode(mode).retain_until_date(SdkTime::from_secs(until)).build();
+            self.client
+                .put_object_retention()
+                .bucket(&self.bucket)
+                .key(&full_key)
+                .version_id(&version)
+                .retention(retention)
+                .send()
+                .await
+                .map_err(|e| self.err(key, e))?;
+        }
+        if let Some(on) = legal_hold {
+            let status = if on { ObjectLockLegalHoldStatus::On } else { ObjectLockLegalHoldStatus::Off };
+            self.client
+                .put_object_legal_hold()
+                .bucket(&self.bucket)
+                .key(&full_key)
+                .version_id(&version)
+                .legal_hold(ObjectLockLegalHold::builder().status(status).build())
+                .send()
+                .await
+                .map_err(|e| self.err(key, e))?;
+        }
+        Ok(Some(version))
     }
 }
 

@@ -641,7 +641,7 @@ async fn retention_queue(c: Arc<dyn Catalog>) {
     assert_eq!(d2.approvals.as_array().unwrap().len(), 2);
     assert!(c.due_destructions(catalog::now_micros(), 3).await.unwrap().is_empty());
     assert_eq!(c.due_destructions(catalog::now_micros(), 2).await.unwrap()[0].id, d.id);
-    c.finish_destruction(&d.id, &["originals/n1/x/original".to_string()], "node:n1").await.unwrap();
+    c.finish_destruction(&d.id, &["originals/n1/x/original".to_string()], "batch-1", "node:n1").await.unwrap();
     let tomb = c.recording(&ids[0]).await.unwrap();
     assert_eq!(
         (tomb.state.as_str(), tomb.sha256.as_str(), tomb.size),
@@ -662,3 +662,110 @@ async fn retention_queue(c: Arc<dyn Catalog>) {
     assert_chain_valid(c.as_ref()).await;
 }
 both!(retention_queue);
+
+async fn annual_report(c: Arc<dyn Catalog>) {
+    use chrono::Datelike;
+    use evidenced::catalog::{AnnualReport, report};
+    // u1/uncategorized: r1 (1 h, 10 B) and r2 (30 min, 20 B); u1/evidence: r3 (no duration);
+    // u2/uncategorized: r4; no unit/uncategorized: r5, which is destroyed.
+    let spec = [
+        ("a", Some("U1"), "uncategorized", Some(3_600_000i64), 10i64),
+        ("b", Some("U1"), "uncategorized", Some(1_800_000), 20),
+        ("c", Some("U1"), "evidence", None, 30),
+        ("d", Some("U2"), "uncategorized", Some(900_000), 40),
+        ("e", None, "uncategorized", None, 50),
+    ];
+    let mut ids = vec![];
+    for (i, (sha, unit, category, ms, size)) in spec.iter().enumerate() {
+        let (s, _) = c.record_sighting(&sighting(format!("/dock/y{i}.mp4").as_bytes(), *size)).await.unwrap();
+        let mut rec = recording(&sha.repeat(64), &s.id);
+        rec.attribution.unit = unit.map(Into::into);
+        rec.attribution.category = Some(category.to_string());
+        rec.attribution.duration_ms = *ms;
+        rec.size = *size;
+        c.commit_archive(&s.id, &rec, "node:n1", None).await.unwrap();
+        ids.push(s.id);
+    }
+    // Accesses: two views and a download of r1, one view of r4; an event about no recording is
+    // not counted, nor are kinds the report does not count.
+    for (kind, i) in [("accessed", 0), ("accessed", 0), ("downloaded", 0), ("accessed", 3)] {
+        c.append_custody(kind, "sup", Some(&ids[i]), serde_json::json!({})).await.unwrap();
+    }
+    c.append_custody("accessed", "sup", None, serde_json::json!({})).await.unwrap();
+    c.append_custody("linked", "sup", Some(&ids[0]), serde_json::json!({})).await.unwrap();
+    c.append_custody("exported", "cli", Some(&ids[2]), serde_json::json!({})).await.unwrap();
+    c.place_hold(&ids[1], "court order", "arch1").await.unwrap();
+    let clip = catalog::NewClip {
+        recording_id: ids[0].clone(),
+        start_ms: 0,
+        end_ms: 1000,
+        accurate: false,
+        reason: "court".into(),
+        actor: "sup".into(),
+    };
+    c.create_clip(&clip).await.unwrap();
+    // r5 is destroyed in batch "b-1".
+    let d = c.queue_destruction(&ids[4], "uncategorized: 1s", catalog::now_micros(), 0, "node:n1").await.unwrap().unwrap();
+    c.approve_destruction(&d.id, "arch1", "expired").await.unwrap();
+    c.finish_destruction(&d.id, &["originals/n1/e/original".to_string()], "b-1", "node:n1").await.unwrap();
+
+    let year = chrono::Utc::now().year();
+    let r = AnnualReport::build(c.as_ref(), year).await.unwrap();
+    let got: Vec<(&str, &str, [i64; 8])> = r
+        .rows
+        .iter()
+        .map(|r| {
+            let n = &r.counts;
+            (
+                r.unit.as_str(),
+                r.category.as_str(),
+                [n.recordings, n.duration_ms, n.bytes, n.accesses, n.clips, n.exports, n.holds, n.destructions],
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("", "uncategorized", [1, 0, 50, 0, 0, 0, 0, 1]),
+            ("U1", "evidence", [1, 0, 30, 0, 0, 1, 0, 0]),
+            ("U1", "uncategorized", [2, 5_400_000, 30, 3, 1, 0, 1, 0]),
+            ("U2", "uncategorized", [1, 900_000, 40, 1, 0, 0, 0, 0]),
+        ]
+    );
+    assert!((r.rows[2].counts.hours - 1.5).abs() < 1e-9, "{}", r.rows[2].counts.hours);
+    let t = &r.total;
+    assert_eq!([t.recordings, t.bytes, t.accesses, t.clips, t.exports, t.holds, t.destructions], [5, 150, 4, 1, 1, 1, 1]);
+    assert!((t.hours - 1.75).abs() < 1e-9);
+    let csv = r.to_csv();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], report::CSV_HEADER);
+    assert_eq!(lines[1], "(none),uncategorized,1,0.000,50,0,0,0,0,1");
+    assert_eq!(lines[3], "U1,uncategorized,2,1.500,30,3,1,0,1,0");
+    assert_eq!(lines[5], "TOTAL,,5,1.750,150,4,1,1,1,1");
+    let j = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        (j["year"].as_i64(), j["rows"][0]["unit"].as_str(), j["total"]["destructions"].as_i64()),
+        (Some(year as i64), Some("(none)"), Some(1))
+    );
+    // Nothing was archived or done the year before.
+    let prev = AnnualReport::build(c.as_ref(), year - 1).await.unwrap();
+    assert!(prev.rows.is_empty() && prev.total == Default::default(), "{prev:?}");
+
+    // The batch and its certificate facts.
+    let batches = c.destruction_batches(10).await.unwrap();
+    assert_eq!((batches.len(), batches[0].batch.as_str(), batches[0].count), (1, "b-1", 1));
+    let items = c.destruction_batch("b-1").await.unwrap();
+    assert_eq!(items.len(), 1);
+    let it = &items[0];
+    assert_eq!(
+        (it.destruction.recording_id.as_str(), it.sha256.as_str(), it.size, it.unit.as_deref(), it.category.as_str()),
+        (ids[4].as_str(), &*"e".repeat(64), 50, None, "uncategorized")
+    );
+    assert_eq!((it.destruction.batch.as_deref(), it.destroyed_by.as_deref()), (Some("b-1"), Some("node:n1")));
+    assert_eq!(it.destruction.approvals[0]["archivist"], "arch1");
+    assert_eq!(it.destruction.objects[0], "originals/n1/e/original");
+    assert_eq!(it.started_at.as_deref(), Some("2024-03-09T16:00:00.000000Z"));
+    assert!(c.destruction_batch("nope").await.unwrap().is_empty());
+    assert_chain_valid(c.as_ref()).await;
+}
+both!(annual_report);
