@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
@@ -315,41 +314,23 @@ async fn token(cfg: Config, action: TokenCommand) -> anyhow::Result<ExitCode> {
     let catalog = crate::app::open_catalog(&cfg).await?;
     match action {
         TokenCommand::Create { name, role, unit, officer, expires } => {
-            if !crate::api::auth::ROLES.contains(&role.as_str()) {
-                anyhow::bail!("--role {role:?}: expected one of {}", crate::api::auth::ROLES.join(", "));
-            }
-            if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control()) {
-                anyhow::bail!("--name: must be 1 to 128 printable characters");
-            }
-            let unit = unit.trim_matches('/').to_string();
-            let now = crate::catalog::now_micros();
-            let expires_at = match expires {
-                Some(e) => Some(now + humantime::parse_duration(&e).with_context(|| format!("--expires {e:?}"))?.as_micros() as i64),
-                None => None,
-            };
-            let officer = (role == "officer").then(|| officer.unwrap_or_else(|| name.clone()));
-            let p = crate::catalog::Principal { name, role, unit, officer, created_at: now, expires_at, revoked_at: None };
+            let p = crate::api::auth::new_principal(&name, &role, &unit, officer.as_deref(), expires.as_deref())
+                .map_err(|e| anyhow::anyhow!("--{e}"))?;
             let token = crate::api::auth::new_token();
-            catalog.create_principal(&p, &crate::api::auth::token_hash(&token)).await?;
+            catalog.create_principal(&p, &crate::api::auth::token_hash(&token), "cli").await?;
             eprintln!("created principal {} ({}); the token is shown once:", p.name, p.role);
             println!("{token}");
         }
         TokenCommand::List => {
             let now = crate::catalog::now_micros();
             for p in catalog.principals().await? {
-                let state = if p.revoked_at.is_some() {
-                    "revoked"
-                } else if p.expires_at.is_some_and(|t| t <= now) {
-                    "expired"
-                } else {
-                    "active"
-                };
+                let state = crate::api::auth::principal_state(&p, now);
                 let unit = if p.unit.is_empty() { "/" } else { &p.unit };
                 println!("{}\t{}\t{}\t{}\t{}", p.name, p.role, unit, p.officer.as_deref().unwrap_or("-"), state);
             }
         }
         TokenCommand::Revoke { name } => {
-            catalog.revoke_principal(&name).await?;
+            catalog.revoke_principal(&name, "cli").await?;
             eprintln!("revoked {name}");
         }
     }

@@ -4,7 +4,9 @@
 pub mod auth;
 mod cases;
 pub mod error;
+mod events;
 mod media;
+mod principals;
 mod recordings;
 mod retention;
 mod updates;
@@ -68,6 +70,9 @@ pub fn router(state: AppState) -> Router {
         .route("/destruction-batches/{batch}/certificate.html", get(retention::certificate_html))
         .route("/reports/{year}", get(retention::report))
         .route("/checkpoints", get(checkpoints))
+        .route("/events", get(events::stream))
+        .route("/principals", get(principals::list).post(principals::create))
+        .route("/principals/{name}", get(principals::get_one).delete(principals::revoke))
         // Unknown /api routes still demand a valid token first: nothing under /api answers
         // an unauthenticated caller with anything but 401.
         .fallback(|_caller: auth::Caller| async { ApiError::NotFound });

@@ -562,12 +562,14 @@ pub trait Catalog: CustodyRecords + CaseRecords + RecordingUpdates + RetentionRe
     /// Counts for metrics.
     async fn queue_depth(&self) -> Result<QueueDepth>;
 
-    /// Creates a principal with a token hash.
-    async fn create_principal(&self, p: &Principal, token_sha256: &str) -> Result<()>;
+    /// Creates a principal with a token hash; a `principal` custody event names `actor` (`cli`
+    /// or the admin's principal name). A taken name is `Conflict`.
+    async fn create_principal(&self, p: &Principal, token_sha256: &str, actor: &str) -> Result<()>;
     /// All principals.
     async fn principals(&self) -> Result<Vec<Principal>>;
-    /// Revokes a principal's token at once.
-    async fn revoke_principal(&self, name: &str) -> Result<()>;
+    /// Revokes a principal's token at once; a `principal` custody event names `actor`. Revoking a
+    /// revoked principal changes nothing; an unknown name is `NotFound`.
+    async fn revoke_principal(&self, name: &str, actor: &str) -> Result<()>;
     /// The principal owning a token hash, if any (revoked/expired ones included; caller checks).
     async fn principal_by_token(&self, token_sha256: &str) -> Result<Option<Principal>>;
 }

@@ -1062,7 +1062,12 @@ macro_rules! impl_catalog {
                 Ok(d)
             }
 
-            async fn create_principal(&self, p: &$crate::catalog::Principal, token_sha256: &str) -> $crate::catalog::Result<()> {
+            async fn create_principal(
+                &self,
+                p: &$crate::catalog::Principal,
+                token_sha256: &str,
+                actor: &str,
+            ) -> $crate::catalog::Result<()> {
                 let mut tx = self.write_tx().await?;
                 sqlx::query(
                     "INSERT INTO principals (name, role, unit, officer, token_sha256, created_at, expires_at) \
@@ -1082,7 +1087,7 @@ macro_rules! impl_catalog {
                     other => other,
                 })?;
                 let d = serde_json::json!({"action": "created", "name": p.name, "role": p.role, "unit": p.unit});
-                Self::append_in(&mut tx, $crate::custody::kind::PRINCIPAL, "cli", None, d).await?;
+                Self::append_in(&mut tx, $crate::custody::kind::PRINCIPAL, actor, None, d).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -1095,7 +1100,7 @@ macro_rules! impl_catalog {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
-            async fn revoke_principal(&self, name: &str) -> $crate::catalog::Result<()> {
+            async fn revoke_principal(&self, name: &str, actor: &str) -> $crate::catalog::Result<()> {
                 let mut tx = self.write_tx().await?;
                 let n = sqlx::query("UPDATE principals SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL")
                     .bind(name)
@@ -1111,7 +1116,7 @@ macro_rules! impl_catalog {
                     }
                 } else {
                     let d = serde_json::json!({"action": "revoked", "name": name});
-                    Self::append_in(&mut tx, $crate::custody::kind::PRINCIPAL, "cli", None, d).await?;
+                    Self::append_in(&mut tx, $crate::custody::kind::PRINCIPAL, actor, None, d).await?;
                 }
                 tx.commit().await?;
                 Ok(())

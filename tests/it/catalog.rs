@@ -252,15 +252,22 @@ async fn principals(c: Arc<dyn Catalog>) {
         expires_at: None,
         revoked_at: None,
     };
-    c.create_principal(&p, "h1").await.unwrap();
-    assert!(matches!(c.create_principal(&p, "h2").await, Err(CatalogError::Conflict(_))));
+    c.create_principal(&p, "h1", "cli").await.unwrap();
+    assert!(matches!(c.create_principal(&p, "h2", "root").await, Err(CatalogError::Conflict(_))));
     assert_eq!(c.principal_by_token("h1").await.unwrap().unwrap().name, "alice");
     assert!(c.principal_by_token("nope").await.unwrap().is_none());
-    c.revoke_principal("alice").await.unwrap();
+    c.revoke_principal("alice", "root").await.unwrap();
     assert!(c.principal_by_token("h1").await.unwrap().unwrap().revoked_at.is_some());
-    assert!(matches!(c.revoke_principal("bob").await, Err(CatalogError::NotFound(_))));
+    assert!(matches!(c.revoke_principal("bob", "root").await, Err(CatalogError::NotFound(_))));
     assert_eq!(c.principals().await.unwrap().len(), 1);
     assert_eq!(assert_chain_valid(c.as_ref()).await, 2, "created and revoked are custody events");
+    // Each event names who acted: the CLI created alice, the admin "root" revoked her; revoking
+    // her again changes nothing and logs nothing.
+    c.revoke_principal("alice", "root").await.unwrap();
+    let events = c.custody_events(None, 0, 100).await.unwrap();
+    let seen: Vec<(&str, &str, &str)> =
+        events.iter().map(|e| (e.body.kind.as_str(), e.body.actor.as_str(), e.body.details["action"].as_str().unwrap_or(""))).collect();
+    assert_eq!(seen, [("principal", "cli", "created"), ("principal", "root", "revoked")]);
 }
 both!(principals);
 
