@@ -284,10 +284,13 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         metrics,
         policy: Arc::new(policy),
         worm,
-    });
+    })
+    // Failed bearer checks are counted per client address (429 after too many).
+    .layer(axum::Extension(Arc::new(crate::api::auth::FailureLimiter::default())));
     let server = {
         let stop = stop.clone();
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
                 tracing::error!(error = %e, "API server failed");
             }

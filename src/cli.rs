@@ -1,4 +1,5 @@
-//! The command line (clap): `run`, `ingest`, `verify`, `export`, `retention plan`, `report`, `token create|list|revoke`. `--config` is global and
+//! The command line (clap): `run`, `ingest`, `verify`, `export`, `retention plan`, `report`, `token create|list|revoke`,
+//! `reconcile`, `backup`. `--config` is global and
 //! defaults to `$EVIDENCED_CONFIG`, then `config/evidenced.toml` (or the embedded default when
 //! that file does not exist). Errors print one clear line and exit non-zero, never a panic.
 
@@ -73,6 +74,23 @@ pub enum Command {
         /// Output: CSV with a header and a TOTAL line, or JSON.
         #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
         format: ReportFormat,
+    },
+    /// Compare the object store with the catalog: objects no row references (orphans) and rows
+    /// whose objects are missing. Exit 0: nothing missing (orphans warn); 1: missing; 2: could not run.
+    Reconcile {
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Delete orphans that are safe to delete and older than 1 hour (never anything referenced).
+        #[arg(long)]
+        clean: bool,
+    },
+    /// Consistent copy of a SQLite catalog (VACUUM INTO) and the node key into a new directory;
+    /// for PostgreSQL, prints the pg_dump command to use (exit 2).
+    Backup {
+        /// The directory to create (refused when it exists).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Manage API principals and their bearer tokens.
     Token {
@@ -180,6 +198,8 @@ async fn dispatch(cmd: Command, cfg: Config, systemd: (crate::app::Notifier, Opt
         Command::Retention { action: RetentionCommand::Plan { json } } => retention_plan(cfg, json).await,
         Command::Report { year, format } => report(cfg, year, format).await,
         Command::Token { action } => token(cfg, action).await,
+        Command::Reconcile { json, clean } => crate::ops::reconcile_cmd(&cfg, json, clean).await,
+        Command::Backup { out } => crate::ops::backup_cmd(&cfg, &out).await,
     }
 }
 

@@ -745,8 +745,16 @@ fn apply_override(value: &mut toml::Value, path: &[String], raw: &str) -> Result
     let mut cur = value;
     for (i, seg) in path.iter().enumerate() {
         let last = i + 1 == path.len();
+        if seg.is_empty() {
+            return Err("empty key segment (`__` at an end or doubled)".into());
+        }
         if let Ok(idx) = seg.parse::<usize>() {
             let arr = cur.as_array_mut().ok_or_else(|| format!("`{seg}` indexes something that is not a list"))?;
+            // Missing entries before `idx` are padded (variables come in any order), but a typo
+            // such as `DOCK__4294967296` must not allocate billions of them.
+            if idx >= 1024 {
+                return Err(format!("index {idx} is too large (at most 1023)"));
+            }
             while arr.len() <= idx {
                 arr.push(toml::Value::Table(toml::Table::new()));
             }
@@ -825,8 +833,230 @@ mod tests {
     }
 
     #[test]
+    fn huge_env_index_is_refused() {
+        // Found by the property test below: this padded the dock list with 2^32 tables.
+        let e = load(DEFAULT_TOML, &[("EVIDENCED__DOCK__4294967296__PATH", "/x")]).unwrap_err().to_string();
+        assert!(e.contains("EVIDENCED__DOCK__4294967296__PATH") && e.contains("too large"), "{e}");
+        // Also found by it: `EVIDENCED__` set an empty-named key, blamed on the config file.
+        let e = load(DEFAULT_TOML, &[("EVIDENCED__", "1")]).unwrap_err().to_string();
+        assert!(e.contains("environment variable EVIDENCED__:") && e.contains("empty key segment"), "{e}");
+    }
+
+    #[test]
     fn syntax_error_names_file() {
         let e = load("[catalog\n", &[]).unwrap_err().to_string();
         assert!(e.starts_with("config file t.toml: invalid TOML"), "{e}");
+    }
+}
+
+/// Property tests ("fuzzing" on the stable toolchain): hostile config text and overrides.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn load(text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        Config::from_toml("t.toml", text, env.iter().cloned())
+    }
+
+    /// A TOML value of any type, or text that is almost one. No paths that name real files: the
+    /// loader reads `*_file` keys, and `/dev/zero` is not what this test is about.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            prop::sample::select(vec![
+                "true",
+                "\"\"",
+                "\"3s\"",
+                "\"soon\"",
+                "\"-1s\"",
+                "\"18446744073709551615s\"",
+                "\"delete\"",
+                "\"keep:7d\"",
+                "\"keep:\"",
+                "\"fs\"",
+                "\"s3\"",
+                "\"compliance\"",
+                "\"10y\"",
+                "\"permanent\"",
+                "\"Asia/Shanghai\"",
+                "\"Mars/Olympus\"",
+                "\"127.0.0.1:0\"",
+                "\"sqlite://x\"",
+                "\"postgres://u:p@h/d\"",
+                "[]",
+                "[1, \"a\"]",
+                "{}",
+                "{ a = 1 }",
+                "inf",
+                "nan",
+                "1979-05-27T07:32:00Z",
+                "0x7fffffffffffffff",
+                "1e400",
+                "\"{device}/{start:%Q}\"",
+                "\"{\"",
+                "'''x'''",
+                "\"\\u0000\"",
+            ])
+            .prop_map(str::to_string),
+            "\"\\PC{0,20}\"".prop_map(|s| s.replace('\\', "\\\\")),
+            "\\PC{0,12}",
+            (1usize..3000).prop_map(|n| format!("{}1{}", "[".repeat(n), "]".repeat(n))),
+            (1usize..3000).prop_map(|n| format!("{}{}", "{ a = ".repeat(n), "}".repeat(n))),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "id",
+            "state_dir",
+            "url",
+            "max_connections",
+            "kind",
+            "path",
+            "bucket",
+            "object_lock",
+            "part_size",
+            "parts_in_flight",
+            "listen",
+            "scan_interval",
+            "concurrency",
+            "backoff",
+            "max_backoff",
+            "settle",
+            "release",
+            "timezone",
+            "pattern",
+            "name",
+            "unit",
+            "max_height",
+            "memory_limit_mib",
+            "approvals",
+            "checkpoint_every",
+            "fixity_per_day",
+            "sweep",
+            "categories",
+            "format",
+            "level",
+            "bogus",
+            "",
+            "a.b",
+            "\"quoted key\"",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    fn section() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "[node]",
+            "[catalog]",
+            "[store]",
+            "[api]",
+            "[ingest]",
+            "[media]",
+            "[retention]",
+            "[retention.categories]",
+            "[custody]",
+            "[log]",
+            "[tsa]",
+            "[[dock]]",
+            "[[dock]",
+            "[dock]",
+            "[[store]]",
+            "[]",
+            "[ x . y ]",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    /// The shipped config with lines replaced, dropped, duplicated or added.
+    fn mutated_default() -> impl Strategy<Value = String> {
+        let lines: Vec<String> = DEFAULT_TOML.lines().map(str::to_string).collect();
+        let n = lines.len();
+        let edit = prop_oneof![
+            (0..n, value()).prop_map(|(i, v)| (i, 0u8, v)),
+            (0..n).prop_map(|i| (i, 1u8, String::new())),
+            (0..n).prop_map(|i| (i, 2u8, String::new())),
+            (0..n, section()).prop_map(|(i, s)| (i, 3u8, s)),
+            (0..n, key(), value()).prop_map(|(i, k, v)| (i, 3u8, format!("{k} = {v}"))),
+        ];
+        prop::collection::vec(edit, 0..6).prop_map(move |edits| {
+            let mut l = lines.clone();
+            for (i, op, text) in edits {
+                let i = i.min(l.len().saturating_sub(1));
+                if l.is_empty() {
+                    break;
+                }
+                match op {
+                    0 => {
+                        if let Some((k, _)) = l[i].split_once('=') {
+                            l[i] = format!("{k}= {text}");
+                        }
+                    }
+                    1 => {
+                        l.remove(i);
+                    }
+                    2 => {
+                        let dup = l[i].clone();
+                        l.insert(i, dup);
+                    }
+                    _ => l.insert(i, text),
+                }
+            }
+            l.join("\n")
+        })
+    }
+
+    /// Sections and key = value lines in any order.
+    fn soup() -> impl Strategy<Value = String> {
+        let line = prop_oneof![section(), (key(), value()).prop_map(|(k, v)| format!("{k} = {v}")), "\\PC{0,30}"];
+        prop::collection::vec(line, 0..24).prop_map(|v| v.join("\n"))
+    }
+
+    fn env() -> impl Strategy<Value = Vec<(String, String)>> {
+        let seg = prop_oneof![
+            key().prop_map(|k| k.to_ascii_uppercase()),
+            section().prop_map(|s| s.trim_matches(|c| c == '[' || c == ']').to_ascii_uppercase()),
+            (0usize..4).prop_map(|i| i.to_string()),
+            prop::sample::select(vec!["18446744073709551615", "4294967296", "100000000", "99999999999999999999999"])
+                .prop_map(str::to_string),
+        ];
+        let var = (prop::collection::vec(seg, 1..5), value()).prop_map(|(p, v)| (format!("{ENV_PREFIX}{}", p.join("__")), v));
+        prop::collection::vec(var, 0..4)
+    }
+
+    fn check(r: Result<Config, ConfigError>) -> Result<(), TestCaseError> {
+        if let Err(e) = r {
+            let msg = e.to_string();
+            match &e {
+                ConfigError::Syntax { file, .. } => prop_assert_eq!(file, "t.toml"),
+                ConfigError::Key { file, key, .. } => {
+                    prop_assert!(file == "t.toml" || file.starts_with("environment variable EVIDENCED__"), "{msg}");
+                    prop_assert!(!key.is_empty() || file.starts_with("environment"), "no key named: {msg}");
+                }
+                ConfigError::Read { .. } => prop_assert!(false, "nothing to read: {msg}"),
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_default_config(text in mutated_default(), env in env()) {
+            check(load(&text, &env))?;
+        }
+
+        #[test]
+        fn toml_soup(text in soup()) {
+            check(load(&text, &[]))?;
+        }
+
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,300}") {
+            check(load(&text, &[]))?;
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod media;
 pub mod metrics;
+pub mod ops;
 pub mod retention;
 pub mod store;
 pub mod watch;

@@ -2,8 +2,15 @@
 //! enough for random secrets, and a slow password hash would cost every request tens of
 //! milliseconds). The `Caller` extractor resolves the principal and its scope.
 
-use axum::extract::FromRequestParts;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -152,27 +159,149 @@ impl Caller {
     }
 }
 
+/// Failed bearer checks one client may make per [`FAILURE_WINDOW`] before it is locked out.
+pub const MAX_FAILURES: u32 = 20;
+/// The window failures are counted in; a locked-out client waits until it ends.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Clients tracked at once: beyond this, expired entries are dropped, then the oldest.
+const MAX_TRACKED: usize = 10_000;
+
+/// Counts failed bearer checks per client address (IPv6 per /64) and locks out a client that
+/// makes [`MAX_FAILURES`] of them within [`FAILURE_WINDOW`]: until the window that began with its
+/// first failure ends, every request it sends, even with a valid token, answers 429 (a brute
+/// force must not learn that a guess was right). Successful requests are not counted. Installed
+/// by the server as an `Extension` next to `ConnectInfo`; without either (router tests), nothing
+/// is limited.
+#[derive(Debug)]
+pub struct FailureLimiter {
+    clients: Mutex<HashMap<IpAddr, Failures>>,
+    max_failures: u32,
+    window: Duration,
+    max_tracked: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    since: Instant,
+    count: u32,
+}
+
+impl Default for FailureLimiter {
+    fn default() -> Self {
+        FailureLimiter::new(MAX_FAILURES, FAILURE_WINDOW, MAX_TRACKED)
+    }
+}
+
+impl FailureLimiter {
+    /// A limiter allowing `max_failures` per `window`, tracking at most `max_tracked` clients.
+    pub fn new(max_failures: u32, window: Duration, max_tracked: usize) -> Self {
+        FailureLimiter { clients: Mutex::new(HashMap::new()), max_failures: max_failures.max(1), window, max_tracked: max_tracked.max(1) }
+    }
+
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            },
+            v4 => v4,
+        }
+    }
+
+    /// `Some(wait)` while `ip` is locked out at `now`.
+    pub fn locked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let f = clients.get(&Self::key(ip))?;
+        let end = f.since + self.window;
+        (f.count >= self.max_failures && now < end).then(|| end - now)
+    }
+
+    /// Counts one failure of `ip` at `now`; true when it is the one that locks the client out.
+    pub fn fail(&self, ip: IpAddr, now: Instant) -> bool {
+        let key = Self::key(ip);
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if !clients.contains_key(&key) && clients.len() >= self.max_tracked {
+            let window = self.window;
+            clients.retain(|_, f| now.saturating_duration_since(f.since) < window);
+            if clients.len() >= self.max_tracked {
+                if let Some(oldest) = clients.iter().min_by_key(|(_, f)| f.since).map(|(k, _)| *k) {
+                    clients.remove(&oldest);
+                }
+            }
+        }
+        let f = clients.entry(key).or_insert(Failures { since: now, count: 0 });
+        if now.saturating_duration_since(f.since) >= self.window {
+            *f = Failures { since: now, count: 0 };
+        }
+        f.count = f.count.saturating_add(1);
+        f.count == self.max_failures
+    }
+
+    /// Clients tracked now.
+    pub fn tracked(&self) -> usize {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// The 429 a locked-out client gets, with `Retry-After` in whole seconds.
+fn too_many_failures(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let body = serde_json::json!({"error": {
+        "code": "too_many_failures",
+        "message": format!("too many failed authentications from this address; retry in {secs} s"),
+    }});
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    resp
+}
+
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized)?;
-        if token.len() > 200 {
-            return Err(ApiError::Unauthorized);
+        let limit = match (parts.extensions.get::<ConnectInfo<SocketAddr>>(), parts.extensions.get::<std::sync::Arc<FailureLimiter>>()) {
+            (Some(ConnectInfo(addr)), Some(l)) => Some((addr.ip(), l.clone())),
+            _ => None,
+        };
+        if let Some((ip, l)) = &limit {
+            if let Some(wait) = l.locked(*ip, Instant::now()) {
+                return Err(too_many_failures(wait));
+            }
         }
-        let p = state.catalog.principal_by_token(&token_hash(token)).await?.ok_or(ApiError::Unauthorized)?;
-        let now = crate::catalog::now_micros();
-        if p.revoked_at.is_some() || p.expires_at.is_some_and(|t| t <= now) {
-            return Err(ApiError::Unauthorized);
+        // Only a presented token that fails counts as a failure; a request without one does not.
+        let presented = parts.headers.contains_key(header::AUTHORIZATION);
+        match authenticate(parts, state).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                if let (Some((ip, l)), ApiError::Unauthorized, true) = (&limit, &e, presented) {
+                    if l.fail(*ip, Instant::now()) {
+                        tracing::warn!(client = %ip, failures = l.max_failures, window = ?l.window, "too many failed authentications; locking the client out");
+                    }
+                }
+                Err(e.into_response())
+            }
         }
-        Ok(Caller(p))
     }
+}
+
+/// Resolves the bearer token of a request to an active principal.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let header = parts.headers.get(header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized)?;
+    if token.len() > 200 {
+        return Err(ApiError::Unauthorized);
+    }
+    let p = state.catalog.principal_by_token(&token_hash(token)).await?.ok_or(ApiError::Unauthorized)?;
+    let now = crate::catalog::now_micros();
+    if p.revoked_at.is_some() || p.expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(Caller(p))
 }
 
 #[cfg(test)]
@@ -202,5 +331,52 @@ mod tests {
         assert_eq!(code, "invalid_expires");
         assert_eq!(new_principal("x", "officer", "", Some(""), None).unwrap_err().code(), "invalid_officer");
         assert_eq!(new_principal("x", "admin", "a\tb", None, None).unwrap_err().code(), "invalid_unit");
+    }
+
+    #[test]
+    fn limiter_locks_out_after_max_failures_until_the_window_ends() {
+        let l = FailureLimiter::new(3, Duration::from_secs(60), 100);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert!(!l.fail(a, t0) && !l.fail(a, t0 + Duration::from_secs(1)));
+        assert_eq!(l.locked(a, t0 + Duration::from_secs(2)), None);
+        assert!(l.fail(a, t0 + Duration::from_secs(2)), "the third failure locks");
+        assert_eq!(l.locked(a, t0 + Duration::from_secs(10)), Some(Duration::from_secs(50)));
+        assert_eq!(l.locked(b, t0 + Duration::from_secs(10)), None, "other clients are not affected");
+        assert_eq!(l.locked(a, t0 + Duration::from_secs(60)), None, "the window passed");
+        // A new window starts from scratch.
+        assert!(!l.fail(a, t0 + Duration::from_secs(61)));
+        assert_eq!(l.locked(a, t0 + Duration::from_secs(62)), None);
+        // Failures spread wider than the window never lock.
+        for i in 0..10 {
+            assert!(!l.fail(b, t0 + Duration::from_secs(40 * i)));
+        }
+    }
+
+    #[test]
+    fn limiter_groups_ipv6_by_64_and_stays_bounded() {
+        let l = FailureLimiter::new(2, Duration::from_secs(60), 50);
+        let t0 = Instant::now();
+        l.fail("2001:db8::1".parse().unwrap(), t0);
+        assert!(l.fail("2001:db8::ffff:1".parse().unwrap(), t0), "same /64");
+        assert!(l.locked("2001:db8::2".parse().unwrap(), t0).is_some());
+        assert!(l.locked("2001:db8:0:1::2".parse().unwrap(), t0).is_none());
+        l.fail("::ffff:10.0.0.9".parse().unwrap(), t0);
+        assert!(l.fail("10.0.0.9".parse().unwrap(), t0), "IPv4-mapped counts as IPv4");
+        for i in 0..10_000u32 {
+            l.fail(IpAddr::V4(i.into()), t0 + Duration::from_millis(u64::from(i)));
+            assert!(l.tracked() <= 50);
+        }
+        // Entries older than the window are dropped first.
+        l.fail("192.0.2.1".parse().unwrap(), t0 + Duration::from_secs(3600));
+        assert_eq!(l.tracked(), 1);
+    }
+
+    #[test]
+    fn lockout_response_has_code_and_retry_after() {
+        let r = too_many_failures(Duration::from_millis(1500));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(too_many_failures(Duration::ZERO).headers()[header::RETRY_AFTER], "1");
     }
 }

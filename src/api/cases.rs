@@ -82,7 +82,7 @@ fn case_unit(caller: &Caller, asked: Option<&str>) -> Result<String, ApiError> {
 }
 
 fn body_of<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(b)| b).map_err(|e| ApiError::bad("invalid_body", e.body_text()))
+    body.map(|Json(b)| b).map_err(ApiError::from)
 }
 
 /// Body of `POST /api/v1/cases`.

@@ -44,6 +44,9 @@ pub enum ApiError {
         /// Human message.
         message: String,
     },
+    /// 413: the request body is larger than the API accepts (1 MiB).
+    #[error("{0}")]
+    TooLarge(String),
     /// 416: the range lies outside the object.
     #[error("range not satisfiable")]
     RangeNotSatisfiable(u64),
@@ -64,6 +67,18 @@ impl ApiError {
     /// A 400 with a code.
     pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::BadRequest { code, message: message.into() }
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    /// A body that is too large stays 413 (also when it came chunked, without a length); any
+    /// other unreadable JSON body is 400 `invalid_body`.
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(e.body_text())
+        } else {
+            ApiError::bad("invalid_body", e.body_text())
+        }
     }
 }
 
@@ -97,6 +112,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
             ApiError::Missing { code, message } => (StatusCode::NOT_FOUND, *code, message.clone()),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m.clone()),
             ApiError::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", self.to_string()),
             ApiError::Unavailable(m) => {
                 tracing::warn!(error = %m, "API dependency unavailable");

@@ -65,7 +65,7 @@ pub async fn create_clip(
     body: Result<Json<ClipRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(&["supervisor", "archivist"])?;
-    let Json(req) = body.map_err(|e| ApiError::bad("invalid_body", e.body_text()))?;
+    let Json(req) = body.map_err(ApiError::from)?;
     let r = visible(&st, &caller, &id).await?;
     if req.start_ms < 0 || req.end_ms <= req.start_ms {
         return Err(ApiError::bad("invalid_range", "need 0 <= start_ms < end_ms"));

@@ -96,7 +96,7 @@ pub async fn create(
     body: Result<Json<CreatePrincipal>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(&ADMINS)?;
-    let Json(req) = body.map_err(|e| ApiError::bad("invalid_body", e.body_text()))?;
+    let Json(req) = body.map_err(ApiError::from)?;
     let p = auth::new_principal(&req.name, &req.role, &req.unit, req.officer.as_deref(), req.expires.as_deref())
         .map_err(|e| ApiError::bad(e.code(), e.to_string()))?;
     let token = auth::new_token();

@@ -273,3 +273,103 @@ mod tests {
         assert!(filter_from(&q).is_err());
     }
 }
+
+/// Property tests ("fuzzing" on the stable toolchain): hostile query strings and Range headers.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn query() -> impl Strategy<Value = HashMap<String, String>> {
+        let key = prop_oneof![prop::sample::select(FILTER_KEYS.to_vec()).prop_map(str::to_string), "\\PC{0,10}"];
+        let val = prop_oneof![
+            "\\PC{0,40}",
+            any::<i64>().prop_map(|n| n.to_string()),
+            prop::sample::select(vec![
+                "true",
+                "false",
+                "1",
+                "0",
+                "",
+                "2024-03-15T08:30:00Z",
+                "9999-12-31T23:59:59Z",
+                "0000-01-01T00:00:00+23:59",
+                "2024-03-15T08:30:00.999999999999Z",
+                "500",
+                "501",
+                "-1",
+                "9223372036854775808",
+                "!!",
+                "MTIzOmFiYw",
+            ])
+            .prop_map(str::to_string),
+            (any::<i64>(), "\\PC{0,20}").prop_map(|(t, id)| URL_SAFE_NO_PAD.encode(format!("{t}:{id}"))),
+            prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| URL_SAFE_NO_PAD.encode(b)),
+        ];
+        prop::collection::hash_map(key, val, 0..8)
+    }
+
+    fn range_header() -> impl Strategy<Value = String> {
+        let num = prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u64..300).prop_map(|n| n.to_string()),
+            Just(String::new()),
+            Just("18446744073709551616".to_string()),
+            Just("-0".to_string()),
+            Just("+5".to_string()),
+        ];
+        let one = (num.clone(), prop::sample::select(vec!["-", "--", "", " - "]), num).prop_map(|(a, d, b)| format!("{a}{d}{b}"));
+        prop_oneof![
+            (prop::sample::select(vec!["bytes=", "BYTES=", "bytes =", "items=", "bytes=,", ""]), prop::collection::vec(one, 0..4))
+                .prop_map(|(u, rs)| format!("{u}{}", rs.join(","))),
+            "[ -~]{0,40}",
+        ]
+    }
+
+    fn size() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(0u64), Just(1), Just(u64::MAX / 2), Just(u64::MAX), 0u64..1000, any::<u64>()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn filter_is_ok_or_400(q in query()) {
+            match filter_from(&q) {
+                Ok(f) => {
+                    prop_assert!((1..=500).contains(&f.limit));
+                    prop_assert!(q.keys().all(|k| FILTER_KEYS.contains(&k.as_str())));
+                }
+                Err(ApiError::BadRequest { code, .. }) => {
+                    prop_assert!(["unknown_parameter", "invalid_parameter", "invalid_cursor"].contains(&code), "{code}");
+                }
+                Err(e) => prop_assert!(false, "not a 400: {e:?}"),
+            }
+        }
+
+        #[test]
+        fn range_is_inside_the_object_or_416(raw in range_header(), size in size()) {
+            let Ok(v) = HeaderValue::from_str(&raw) else { return Ok(()) };
+            let mut h = HeaderMap::new();
+            h.insert(header::RANGE, v);
+            match requested_range(&h, size) {
+                Ok(None) => {}
+                Ok(Some((start, len))) => {
+                    prop_assert!(len >= 1, "empty range for {raw:?}");
+                    prop_assert!(start.checked_add(len).is_some_and(|end| end <= size), "{raw:?} -> {start}+{len} outside {size}");
+                }
+                Err(ApiError::RangeNotSatisfiable(s)) => prop_assert_eq!(s, size),
+                Err(e) => prop_assert!(false, "not a 416: {e:?}"),
+            }
+        }
+
+        #[test]
+        fn range_bytes_never_panic(raw in prop::collection::vec(any::<u8>(), 0..60), size in size()) {
+            if let Ok(v) = HeaderValue::from_bytes(&raw) {
+                let mut h = HeaderMap::new();
+                h.insert(header::RANGE, v);
+                let _ = requested_range(&h, size);
+            }
+        }
+    }
+}

@@ -61,7 +61,7 @@ pub async fn approve(
     body: Result<Json<Approve>, JsonRejection>,
 ) -> Result<Json<Destruction>, ApiError> {
     caller.require(&["archivist"])?;
-    let Json(a) = body.map_err(|e| ApiError::bad("invalid_body", e.body_text()))?;
+    let Json(a) = body.map_err(ApiError::from)?;
     let reason = super::updates::reason(a.reason, true)?.unwrap_or_default();
     st.catalog.destruction(&id).await.map_err(|_| ApiError::missing("destruction_not_found", format!("no destruction {id}")))?;
     Ok(Json(st.catalog.approve_destruction(&id, &caller.0.name, &reason).await?))

@@ -18,7 +18,7 @@ use crate::catalog::updates::{AttributionFix, CLASSIFICATIONS};
 type Body<T> = Result<Json<T>, JsonRejection>;
 
 fn body<T>(b: Body<T>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v).map_err(|e| ApiError::bad("invalid_body", e.body_text()))
+    b.map(|Json(v)| v).map_err(ApiError::from)
 }
 
 /// A reason, trimmed: printable, at most 1000 characters; 400 `reason_required` when required

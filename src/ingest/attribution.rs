@@ -242,3 +242,139 @@ mod tests {
         assert_eq!(a.device.as_deref(), Some("X"));
     }
 }
+
+/// Property tests ("fuzzing" on the stable toolchain): hostile sidecars and paths.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn patterns() -> Vec<Pattern> {
+        [
+            "{device}/{device}_{officer}_{start:%Y%m%d%H%M%S}_{seq}.{ext}",
+            "{any}/{officer}-{start:%Y-%m-%dT%H%M%S_%f}.{ext}",
+            "{device}_{start:%y%j%H%M%S}.{ext}",
+        ]
+        .iter()
+        .map(|p| Pattern::compile(p).unwrap())
+        .collect()
+    }
+
+    /// JSON-ish text: real sidecar keys with values of every type, nested, truncated or doubled.
+    fn jsonish() -> impl Strategy<Value = Vec<u8>> {
+        let key = prop::sample::select(vec![
+            "device_serial",
+            "officer_id",
+            "unit",
+            "dock_id",
+            "start_time",
+            "end_time",
+            "duration_s",
+            "gps",
+            "case_ids",
+            "category",
+            "classification",
+            "lat",
+            "lon",
+            "",
+        ]);
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            prop::sample::select(vec![1e308, -1e308, 0.0, -0.0, 1e-308, 4.9e-324]).prop_map(serde_json::Value::from),
+            "\\PC{0,24}".prop_map(serde_json::Value::from),
+            prop::sample::select(vec![
+                "2024-03-15T08:30:00Z",
+                "1970-01-01T00:00:00Z",
+                "0000-01-01T00:00:00Z",
+                "9999-12-31T23:59:59.999999999+14:00",
+                "2024-02-30T00:00:00Z",
+                "-2024-01-01T00:00:00Z",
+                "2024-03-15T08:30:00+99:99",
+            ])
+            .prop_map(serde_json::Value::from),
+        ];
+        let value = leaf.prop_recursive(4, 32, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..8)
+                    .prop_map(|kv| serde_json::Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        });
+        (value, 0usize..3, any::<prop::sample::Index>()).prop_map(|(v, how, cut)| {
+            let text = v.to_string().into_bytes();
+            match how {
+                0 => text,
+                // Truncated at any byte (may split a UTF-8 character).
+                1 => text[..cut.index(text.len() + 1)].to_vec(),
+                // Two documents back to back.
+                _ => [text.clone(), text].concat(),
+            }
+        })
+    }
+
+    fn rel_path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,80}",
+            "([A-Z0-9]{1,8}/)?[A-Z0-9]{1,8}_[A-Z0-9]{1,6}_[0-9]{14}_[0-9]{1,4}\\.[a-zA-Z0-9]{1,4}",
+            prop::collection::vec(any::<u8>(), 0..200).prop_map(|b| String::from_utf8_lossy(&b).replace('\0', "")),
+            (0usize..20, "[a-z]{0,8}").prop_map(|(n, tail)| "../".repeat(n) + &tail),
+            (0usize..10_000).prop_map(|n| format!("{}/{}_P1_20240315083000_1.mp4", "A".repeat(n), "A".repeat(n))),
+        ]
+    }
+
+    fn check(a: &Attribution, sidecar: Option<&[u8]>) -> Result<(), TestCaseError> {
+        prop_assert_eq!(a.needs_review, !a.review_reasons.is_empty());
+        if a.device.is_none() || a.officer.is_none() || a.started_at.is_none() {
+            prop_assert!(a.needs_review, "incomplete attribution without review: {:?}", a);
+        }
+        if let Some(t) = a.started_at {
+            prop_assert!(t >= PLAUSIBLE_SINCE_MICROS);
+        }
+        if let Some(g) = a.gps {
+            prop_assert!(g.lat.abs() <= 90.0 && g.lon.abs() <= 180.0);
+        }
+        prop_assert!(a.duration_ms.is_none_or(|d| d >= 0));
+        if let Some(b) = sidecar {
+            if serde_json::from_slice::<Sidecar>(b).is_err() {
+                prop_assert!(a.review_reasons.iter().any(|r| r.starts_with("unreadable sidecar")), "{:?}", a.review_reasons);
+            }
+        }
+        // The record is always storable.
+        prop_assert!(serde_json::to_string(a).is_ok());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_as_sidecar(bytes in prop::collection::vec(any::<u8>(), 0..400), rel in rel_path()) {
+            let p = patterns();
+            let a = attribute(&Inputs { rel_path: &rel, sidecar: Some(&bytes), patterns: &p, tz: chrono_tz::UTC, dock_unit: Some("JS/NJ") });
+            check(&a, Some(&bytes))?;
+        }
+
+        #[test]
+        fn jsonish_sidecar(bytes in jsonish(), rel in rel_path(), unit in prop::option::of("\\PC{0,10}")) {
+            let p = patterns();
+            let a = attribute(&Inputs {
+                rel_path: &rel,
+                sidecar: Some(&bytes),
+                patterns: &p,
+                tz: chrono_tz::America::New_York,
+                dock_unit: unit.as_deref(),
+            });
+            check(&a, Some(&bytes))?;
+        }
+
+        #[test]
+        fn paths_without_sidecar(rel in rel_path()) {
+            let p = patterns();
+            let a = attribute(&Inputs { rel_path: &rel, sidecar: None, patterns: &p, tz: chrono_tz::Europe::London, dock_unit: None });
+            check(&a, None)?;
+        }
+    }
+}

@@ -176,3 +176,70 @@ mod tests {
         assert!(Pattern::compile("{DEVICE}/{Any}.{EXT}").is_ok());
     }
 }
+
+/// Property tests ("fuzzing" on the stable toolchain): hostile pattern strings and paths.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pattern text built from the pieces the compiler cares about, so that most cases reach deep
+    /// into it (placeholders, formats, unbalanced braces) rather than failing on the first byte.
+    fn pattern_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("{".to_string()),
+            Just("}".to_string()),
+            Just(":".to_string()),
+            Just("%".to_string()),
+            Just("/".to_string()),
+            Just("_".to_string()),
+            Just(".".to_string()),
+            prop::sample::select(vec!["device", "officer", "seq", "ext", "any", "start", "DEVICE", "Start", "camera", ""])
+                .prop_map(|n| format!("{{{n}}}")),
+            prop::sample::select(vec!["Y", "m", "d", "H", "M", "S", "y", "j", "f", "%", "Q", "", "{", "}"])
+                .prop_map(|d| format!("{{start:%{d}}}")),
+            "[%a-zA-Z0-9{}:()\\[\\]*+?^$|\\\\.-]{0,12}",
+            "\\PC{0,6}",
+        ];
+        prop::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+    }
+
+    fn path_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,80}",
+            "[A-Za-z0-9_./%{}-]{0,80}",
+            "([A-Z0-9]{1,8}/)?[A-Z0-9]{1,8}_[A-Z0-9]{1,6}_[0-9]{8,16}_[0-9]{1,4}\\.[a-zA-Z0-9]{1,4}",
+            prop::collection::vec(any::<u8>(), 0..120).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            (0usize..5000).prop_map(|n| "../".repeat(n / 3) + &"x".repeat(n)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn compile_never_panics(p in pattern_text()) {
+            let _ = Pattern::compile(&p);
+        }
+
+        #[test]
+        fn compile_arbitrary_unicode_never_panics(p in "\\PC{0,64}") {
+            let _ = Pattern::compile(&p);
+        }
+
+        #[test]
+        fn matching_never_panics(p in pattern_text(), paths in prop::collection::vec(path_text(), 1..6)) {
+            if let Ok(c) = Pattern::compile(&p) {
+                for path in &paths {
+                    if let Some(f) = c.matches(path, chrono_tz::Asia::Shanghai) {
+                        // Whatever matched is a piece of the path.
+                        for v in [&f.device, &f.officer, &f.seq].into_iter().flatten() {
+                            prop_assert!(path.contains(v.as_str()), "{v:?} not in {path:?}");
+                        }
+                    }
+                    let _ = c.matches(path, chrono_tz::UTC);
+                }
+            }
+        }
+    }
+}
