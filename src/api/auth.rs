@@ -123,7 +123,13 @@ pub fn principal_state(p: &Principal, now: i64) -> &'static str {
 
 /// The authenticated principal of a request.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+pub struct Caller(
+    /// Who: the authenticated principal.
+    pub Principal,
+    /// From where: the client address the request came from (absent in router tests), kept in
+    /// audited access events.
+    pub Option<std::net::IpAddr>,
+);
 
 impl Caller {
     /// Restricts a filter to what this caller may see; admins see no footage.
@@ -271,7 +277,10 @@ impl FromRequestParts<AppState> for Caller {
         // Only a presented token that fails counts as a failure; a request without one does not.
         let presented = parts.headers.contains_key(header::AUTHORIZATION);
         match authenticate(parts, state).await {
-            Ok(c) => Ok(c),
+            Ok(mut c) => {
+                c.1 = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
+                Ok(c)
+            }
             Err(e) => {
                 if let (Some((ip, l)), ApiError::Unauthorized, true) = (&limit, &e, presented) {
                     if l.fail(*ip, Instant::now()) {
@@ -301,7 +310,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     if p.revoked_at.is_some() || p.expires_at.is_some_and(|t| t <= now) {
         return Err(ApiError::Unauthorized);
     }
-    Ok(Caller(p))
+    Ok(Caller(p, None))
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ pub async fn audit(
     if range.is_some_and(|r| !r.trim().starts_with("bytes=0-")) {
         return Ok(());
     }
-    let mut d = serde_json::json!({"what": what, "role": caller.0.role, "range": range});
+    let mut d = serde_json::json!({"what": what, "role": caller.0.role, "range": range, "from": caller.1.map(|ip| ip.to_string())});
     if let Some(ua) = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
         d["user_agent"] = ua.chars().take(200).collect::<String>().into();
     }

@@ -121,6 +121,9 @@ async fn corrections_classification_category_and_holds_are_logged_and_role_check
         ("downloaded", "sup"),
     ];
     assert_eq!(got.len(), expect.len(), "three Range requests are one download: {log:?}");
+    let download =
+        d.json(&format!("{p}/custody")).await["items"].as_array().unwrap().iter().find(|e| e["kind"] == "downloaded").cloned().unwrap();
+    assert_eq!(download["details"]["from"], "127.0.0.1", "the audit says from where: {download}");
     for ((k, a), (gk, ga)) in expect.iter().zip(&got) {
         assert!(k == gk && ga.starts_with(a), "expected {k} by {a}, found {gk} by {ga}: {log:?}");
     }
