@@ -44,6 +44,8 @@ pub struct Destruction {
     pub finished_at: Option<String>,
     /// Store keys deleted.
     pub objects: serde_json::Value,
+    /// The S3 version ids deleted, by key (`{}` for stores without versions).
+    pub versions: serde_json::Value,
     /// The retention worker pass that destroyed it (names its certificate).
     pub batch: Option<String>,
 }
@@ -113,7 +115,7 @@ pub trait RetentionRecords: Send + Sync {
     /// Marks an entry done after its objects were deleted: the recording becomes a tombstone
     /// (`destroyed`; id, hash, size and metadata stay) and a `destroyed` event records the rule,
     /// the approvers, the deleted keys and the batch (one per pass of the retention worker).
-    async fn finish_destruction(&self, id: &str, objects: &[String], batch: &str, actor: &str) -> Result<()>;
+    async fn finish_destruction(&self, id: &str, objects: &[String], versions: &serde_json::Value, batch: &str, actor: &str) -> Result<()>;
     /// Batches of finished destructions, newest first.
     async fn destruction_batches(&self, limit: i64) -> Result<Vec<DestructionBatch>>;
     /// The destructions of one batch with their recordings' tombstone facts, in the order they

@@ -15,6 +15,7 @@ pub(super) struct DestructionRow {
     pub approvals: String,
     pub finished_at: Option<i64>,
     pub objects: String,
+    pub versions: String,
     pub batch_id: Option<String>,
 }
 
@@ -64,6 +65,7 @@ impl From<DestructionRow> for super::retention::Destruction {
             approvals: serde_json::from_str(&r.approvals).unwrap_or_default(),
             finished_at: r.finished_at.map(format_at),
             objects: serde_json::from_str(&r.objects).unwrap_or_default(),
+            versions: serde_json::from_str(&r.versions).unwrap_or_default(),
             batch: r.batch_id,
         }
     }
@@ -227,18 +229,26 @@ macro_rules! impl_retention_records {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
-            async fn finish_destruction(&self, id: &str, objects: &[String], batch: &str, actor: &str) -> $crate::catalog::Result<()> {
+            async fn finish_destruction(
+                &self,
+                id: &str,
+                objects: &[String],
+                versions: &serde_json::Value,
+                batch: &str,
+                actor: &str,
+            ) -> $crate::catalog::Result<()> {
                 let mut tx = self.write_tx().await?;
                 let row = Self::destruction_in(&mut tx, id).await?;
                 if row.state != "pending" {
                     return Ok(());
                 }
                 let now = $crate::catalog::now_micros();
-                sqlx::query("UPDATE destructions SET state = 'destroyed', finished_at = $2, objects = $3, batch_id = $4 WHERE id = $1")
+                sqlx::query("UPDATE destructions SET state = 'destroyed', finished_at = $2, objects = $3, batch_id = $4, versions = $5 WHERE id = $1")
                     .bind(id)
                     .bind(now)
                     .bind(serde_json::to_string(objects).unwrap_or_else(|_| "[]".into()))
                     .bind(batch)
+                    .bind(versions.to_string())
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("UPDATE recordings SET state = 'destroyed', media_state = CASE WHEN media_state = 'ready' THEN 'failed' ELSE media_state END, \
@@ -251,7 +261,7 @@ macro_rules! impl_retention_records {
                 let d = serde_json::json!({
                     "destruction": id, "rule": row.rule, "retention_until": $crate::custody::format_at(row.retention_until),
                     "approvals": serde_json::from_str::<serde_json::Value>(&row.approvals).unwrap_or_default(),
-                    "objects": objects, "sha256": sha, "size": size, "batch": batch,
+                    "objects": objects, "versions": versions, "sha256": sha, "size": size, "batch": batch,
                 });
                 Self::append_in(&mut tx, $crate::custody::kind::DESTROYED, actor, Some(&row.recording_id), d).await?;
                 tx.commit().await?;

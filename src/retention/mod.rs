@@ -204,9 +204,13 @@ impl RetentionWorker {
             // The original first: when the store still locks it, nothing else is gone either.
             keys.sort_by_key(|k| *k != r.object_key);
             let mut locked = false;
+            let mut versions = serde_json::Map::new();
             for k in &keys {
-                match self.store.delete(k).await {
-                    Ok(()) | Err(StoreError::NotFound(_)) => {}
+                match self.store.destroy(k).await {
+                    Ok(v) if !v.is_empty() => {
+                        versions.insert(k.clone(), v.into());
+                    }
+                    Ok(_) | Err(StoreError::NotFound(_)) => {}
                     Err(e @ StoreError::Locked { .. }) => {
                         tracing::error!(recording = %r.id, key = %k, error = %e, "the store refuses to delete a locked object; retrying next pass");
                         locked = true;
@@ -218,7 +222,7 @@ impl RetentionWorker {
             if locked {
                 continue;
             }
-            self.catalog.finish_destruction(&d.id, &keys, &batch, &self.actor).await?;
+            self.catalog.finish_destruction(&d.id, &keys, &versions.into(), &batch, &self.actor).await?;
             tracing::info!(recording = %r.id, sha256 = %r.sha256, objects = keys.len(), batch = %batch, "recording destroyed");
             n += 1;
         }

@@ -139,6 +139,12 @@ pub trait ObjectStore: Send + Sync {
     /// S3 Object Lock on, every version and delete marker of exactly `key` is deleted, and a
     /// version the store refuses to delete (retention or legal hold) fails with `Locked`.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Destroys an object for good: every version of it where the store keeps versions (with
+    /// Object Lock), returning the version ids deleted (empty for stores without versions).
+    /// Refused with `Locked` while a version is under retention or legal hold.
+    async fn destroy(&self, key: &str) -> Result<Vec<String>> {
+        self.delete(key).await.map(|_| Vec::new())
+    }
     /// Aborts a journaled multipart upload (no-op for stores without them).
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()>;
     /// Aborts every unfinished multipart upload under `key_prefix` (this node's), returning how

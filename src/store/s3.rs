@@ -180,10 +180,11 @@ impl S3Store {
     }
 
     /// Deletes every version and delete marker of `key` (Object Lock on).
-    async fn delete_versions(&self, key: &str) -> Result<()> {
+    async fn delete_versions(&self, key: &str) -> Result<Vec<String>> {
         let full_key = self.key(key);
-        for version in self.versions_of(key, &full_key).await? {
-            let r = self.client.delete_object().bucket(&self.bucket).key(&full_key).version_id(&version).send().await;
+        let versions = self.versions_of(key, &full_key).await?;
+        for version in &versions {
+            let r = self.client.delete_object().bucket(&self.bucket).key(&full_key).version_id(version).send().await;
             let Err(e) = r else { continue };
             let status = e.raw_response().map(|r| r.status().as_u16());
             let code = e.code().unwrap_or("").to_string();
@@ -199,7 +200,7 @@ impl S3Store {
                 _ => return Err(self.err(key, e)),
             }
         }
-        Ok(())
+        Ok(versions)
     }
 
     fn key(&self, key: &str) -> String {
@@ -478,10 +479,17 @@ impl ObjectStore for S3Store {
     async fn delete(&self, key: &str) -> Result<()> {
         if self.object_lock.is_some() {
             // A delete without a version id would only add a delete marker.
-            return self.delete_versions(key).await;
+            return self.delete_versions(key).await.map(|_| ());
         }
         self.client.delete_object().bucket(&self.bucket).key(self.key(key)).send().await.map_err(|e| self.err(key, e))?;
         Ok(())
+    }
+
+    async fn destroy(&self, key: &str) -> Result<Vec<String>> {
+        if self.object_lock.is_some() {
+            return self.delete_versions(key).await;
+        }
+        self.delete(key).await.map(|_| Vec::new())
     }
 
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {

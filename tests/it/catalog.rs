@@ -648,7 +648,9 @@ async fn retention_queue(c: Arc<dyn Catalog>) {
     assert_eq!(d2.approvals.as_array().unwrap().len(), 2);
     assert!(c.due_destructions(catalog::now_micros(), 3).await.unwrap().is_empty());
     assert_eq!(c.due_destructions(catalog::now_micros(), 2).await.unwrap()[0].id, d.id);
-    c.finish_destruction(&d.id, &["originals/n1/x/original".to_string()], "batch-1", "node:n1").await.unwrap();
+    let versions = serde_json::json!({"originals/n1/x/original": ["v1", "v2"]});
+    c.finish_destruction(&d.id, &["originals/n1/x/original".to_string()], &versions, "batch-1", "node:n1").await.unwrap();
+    assert_eq!(c.destruction(&d.id).await.unwrap().versions, versions, "the tombstone keeps the deleted version ids");
     let tomb = c.recording(&ids[0]).await.unwrap();
     assert_eq!(
         (tomb.state.as_str(), tomb.sha256.as_str(), tomb.size),
@@ -714,7 +716,7 @@ async fn annual_report(c: Arc<dyn Catalog>) {
     // r5 is destroyed in batch "b-1".
     let d = c.queue_destruction(&ids[4], "uncategorized: 1s", catalog::now_micros(), 0, "node:n1").await.unwrap().unwrap();
     c.approve_destruction(&d.id, "arch1", "expired").await.unwrap();
-    c.finish_destruction(&d.id, &["originals/n1/e/original".to_string()], "b-1", "node:n1").await.unwrap();
+    c.finish_destruction(&d.id, &["originals/n1/e/original".to_string()], &serde_json::json!({}), "b-1", "node:n1").await.unwrap();
 
     let year = chrono::Utc::now().year();
     let r = AnnualReport::build(c.as_ref(), year).await.unwrap();
