@@ -399,11 +399,21 @@ pub struct RetentionConfig {
     /// (`uncategorized` 184 days; `evidence`, `obstruction`, `major_incident` permanent).
     #[serde(default)]
     pub categories: std::collections::BTreeMap<String, String>,
+    /// Categories whose period counts from the closing of the recording's cases (the later of
+    /// that and the usual start), e.g. `["case_closed_5y"]`. Empty by default.
+    #[serde(default)]
+    pub case_driven: Vec<String>,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { grace: default_grace(), approvals: default_approvals(), sweep: default_sweep(), categories: Default::default() }
+        Self {
+            grace: default_grace(),
+            approvals: default_approvals(),
+            sweep: default_sweep(),
+            categories: Default::default(),
+            case_driven: Vec::new(),
+        }
     }
 }
 
@@ -699,6 +709,10 @@ impl Config {
                 ));
             }
         }
+        let known = self.retention.periods();
+        if let Some(c) = self.retention.case_driven.iter().find(|c| !known.contains_key(*c)) {
+            return Err(self.key_err("retention.case_driven", format!("{c:?} is not a category (add it to [retention.categories])")));
+        }
         if !(1..=2).contains(&self.retention.approvals) {
             return Err(self.key_err("retention.approvals", "must be 1 or 2"));
         }
@@ -793,6 +807,19 @@ mod tests {
         assert_eq!(c.store.kind, StoreKind::Fs);
         assert_eq!(c.api.listen, "127.0.0.1:8080");
         assert_eq!(c.dock[0].path, PathBuf::from("var/dock"));
+    }
+
+    #[test]
+    fn retention_categories_and_case_driven_are_checked() {
+        let base = format!("{DEFAULT_TOML}\n[retention]\napprovals = 2\n[retention.categories]\ncase_5y = \"5y\"\nbad = \"soon\"\n");
+        let e = load(&base, &[]).unwrap_err().to_string();
+        assert!(e.contains("retention.categories.bad") && e.contains("t.toml"), "{e}");
+        let ok = base.replace("bad = \"soon\"\n", "");
+        let c = load(&ok, &[("EVIDENCED__RETENTION__CASE_DRIVEN__0", "case_5y")]).unwrap();
+        assert_eq!(c.retention.case_driven, ["case_5y"]);
+        assert_eq!(c.retention.periods()["case_5y"], Period::For(Duration::from_secs(5 * 31_557_600)));
+        let e = load(&ok, &[("EVIDENCED__RETENTION__CASE_DRIVEN__0", "nope")]).unwrap_err().to_string();
+        assert!(e.contains("retention.case_driven") && e.contains("nope"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub const RETENTION_FROM: &str = "CASE WHEN started_at IS NOT NULL AND started_a
 pub struct Expired {
     /// Recording id.
     pub id: String,
-    /// When its retention clock started, micros.
+    /// When its retention clock started, micros (for a case-driven category: the case's closing
+    /// when that is later).
     pub retention_from: i64,
 }
 
@@ -88,8 +89,10 @@ pub struct DestroyedRecording {
 #[async_trait]
 pub trait RetentionRecords: Send + Sync {
     /// Archived recordings of `category` whose retention clock started before `started_before`
-    /// and that nothing holds (no legal hold, no open case), oldest first, after id `after`.
-    async fn expired(&self, category: &str, started_before: i64, after: &str, limit: i64) -> Result<Vec<Expired>>;
+    /// and that nothing holds (no legal hold, no open case), by id, after id `after`. For a
+    /// `case_driven` category the clock starts at the later of the usual start and the last
+    /// closing of the recording's linked cases.
+    async fn expired(&self, category: &str, case_driven: bool, started_before: i64, after: &str, limit: i64) -> Result<Vec<Expired>>;
     /// Puts a recording in the queue (`pending_destruction`, a `queued_for_destruction` event).
     /// `None` when it is no longer eligible (held, already queued, destroyed).
     async fn queue_destruction(

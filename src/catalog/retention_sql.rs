@@ -92,17 +92,28 @@ macro_rules! impl_retention_records {
             async fn expired(
                 &self,
                 category: &str,
+                case_driven: bool,
                 started_before: i64,
                 after: &str,
                 limit: i64,
             ) -> $crate::catalog::Result<Vec<$crate::catalog::retention::Expired>> {
+                // A case-driven category's clock starts at the later of the usual start and the
+                // last closing of the recording's (all closed) cases.
+                let clock = if case_driven {
+                    format!(
+                        "(SELECT CASE WHEN MAX(c.closed_at) IS NOT NULL AND MAX(c.closed_at) > {from} THEN MAX(c.closed_at) ELSE {from} END \
+                         FROM case_links l JOIN cases c ON c.id = l.case_id WHERE l.recording_id = r.id)",
+                        from = $crate::catalog::retention::RETENTION_FROM
+                    )
+                } else {
+                    $crate::catalog::retention::RETENTION_FROM.to_string()
+                };
                 let sql = format!(
-                    "SELECT id, {from} AS retention_from FROM recordings r \
-                     WHERE state = 'archived' AND category = $1 AND legal_hold = FALSE AND archived_at < $2 AND {from} < $2 AND id > $3 \
+                    "SELECT id, {clock} AS retention_from FROM recordings r \
+                     WHERE state = 'archived' AND category = $1 AND legal_hold = FALSE AND archived_at < $2 AND {clock} < $2 AND id > $3 \
                      AND NOT EXISTS (SELECT 1 FROM case_links l JOIN cases c ON c.id = l.case_id \
                                      WHERE l.recording_id = r.id AND c.status = 'open') \
-                     ORDER BY id LIMIT $4",
-                    from = $crate::catalog::retention::RETENTION_FROM
+                     ORDER BY id LIMIT $4"
                 );
                 let rows: Vec<(String, i64)> =
                     sqlx::query_as(&sql).bind(category).bind(started_before).bind(after).bind(limit).fetch_all(&self.pool).await?;

@@ -31,6 +31,8 @@ pub struct Policy {
     pub grace: Duration,
     /// Distinct approvals a destruction needs.
     pub approvals: u8,
+    /// Categories whose clock starts at the closing of the recording's cases.
+    pub case_driven: std::collections::BTreeSet<String>,
 }
 
 /// A recording that would be queued now, and why (`retention plan`).
@@ -57,7 +59,7 @@ impl Policy {
                 }
             }
         }
-        Self { periods, grace: cfg.grace, approvals: cfg.approvals }
+        Self { periods, grace: cfg.grace, approvals: cfg.approvals, case_driven: cfg.case_driven.iter().cloned().collect() }
     }
 
     /// The period of a category (an unknown category counts as `uncategorized`).
@@ -72,11 +74,31 @@ impl Policy {
                 r.retention_permanent = true;
                 r.retention_until = None;
             }
+            // A case-driven category's end depends on when its cases close: not known here.
+            Period::For(_) if self.case_driven.contains(&r.category) && !r.cases.is_empty() => {
+                r.retention_permanent = false;
+                r.retention_until = None;
+            }
             Period::For(d) => {
                 r.retention_permanent = false;
                 r.retention_until = Some(crate::custody::format_at(r.retention_from + d.as_micros() as i64));
             }
         }
+    }
+
+    /// When a recording's retention clock started: the later of its start and its archiving, or
+    /// for a case-driven category also of the last closing of its cases.
+    pub async fn clock(&self, catalog: &dyn Catalog, r: &Recording) -> anyhow::Result<i64> {
+        let mut from = r.retention_from;
+        if self.case_driven.contains(&r.category) {
+            for c in &r.cases {
+                let closed = catalog.case(c).await?.closed_at;
+                if let Some(t) = closed.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()) {
+                    from = from.max(t.timestamp_micros());
+                }
+            }
+        }
+        Ok(from)
     }
 
     fn rule(category: &str, d: Duration) -> String {
@@ -91,7 +113,8 @@ impl Policy {
             let Period::For(d) = p else { continue };
             let mut after = String::new();
             loop {
-                let page = catalog.expired(category, now - d.as_micros() as i64, &after, BATCH).await?;
+                let page =
+                    catalog.expired(category, self.case_driven.contains(category), now - d.as_micros() as i64, &after, BATCH).await?;
                 let done = (page.len() as i64) < BATCH;
                 for e in page {
                     after = e.id.clone();
@@ -157,7 +180,7 @@ impl RetentionWorker {
             } else {
                 match self.policy.period(&r.category) {
                     Period::Permanent => Some(format!("its category {} is now kept permanently", r.category)),
-                    Period::For(p) if r.retention_from + p.as_micros() as i64 > now => {
+                    Period::For(p) if self.policy.clock(&*self.catalog, &r).await? + p.as_micros() as i64 > now => {
                         Some(format!("its retention now ends later (category {})", r.category))
                     }
                     Period::For(_) => None,
@@ -190,7 +213,7 @@ impl RetentionWorker {
             let r = self.catalog.recording(&d.recording_id).await?;
             // Never before the date, whatever the queue says.
             let until = match self.policy.period(&r.category) {
-                Period::For(p) => r.retention_from + p.as_micros() as i64,
+                Period::For(p) => self.policy.clock(&*self.catalog, &r).await? + p.as_micros() as i64,
                 Period::Permanent => i64::MAX,
             };
             if r.legal_hold || until > now || self.held_by_open_case(&r).await? {

@@ -611,7 +611,7 @@ async fn retention_queue(c: Arc<dyn Catalog>) {
     let now = catalog::now_micros();
     // Started in 2024 but archived now: the clock starts at archiving, so a 184-day rule finds
     // nothing yet (backfilled footage does not expire on arrival) ...
-    assert!(c.expired("uncategorized", now - 184 * 24 * hour, "", 100).await.unwrap().is_empty());
+    assert!(c.expired("uncategorized", false, now - 184 * 24 * hour, "", 100).await.unwrap().is_empty());
     // ... while a rule that has run out finds every recording not held.
     c.place_hold(&ids[1], "litigation", "arch1").await.unwrap();
     c.create_case(&NewCase { id: "K-open".into(), title: String::new(), unit: String::new() }, "sup").await.unwrap();
@@ -627,11 +627,11 @@ async fn retention_queue(c: Arc<dyn Catalog>) {
     c.unlink("K-open", &ids[2], "sup", None).await.unwrap();
     assert_eq!(c.recording(&ids[2]).await.unwrap().category, "evidence", "unlinking does not shorten retention");
     c.link("K-open", &ids[2], "sup", None).await.unwrap();
-    let found: Vec<String> = c.expired("uncategorized", now + hour, "", 100).await.unwrap().into_iter().map(|e| e.id).collect();
+    let found: Vec<String> = c.expired("uncategorized", false, now + hour, "", 100).await.unwrap().into_iter().map(|e| e.id).collect();
     let mut want = vec![ids[0].clone(), ids[4].clone()];
     want.sort();
     assert_eq!(found, want, "held, open-case and other-category recordings are not expired");
-    assert!(c.expired("uncategorized", now + hour, &want[0], 100).await.unwrap().len() == 1, "paging by id");
+    assert!(c.expired("uncategorized", false, now + hour, &want[0], 100).await.unwrap().len() == 1, "paging by id");
 
     // Queue, approvals by distinct archivists, destruction.
     let d = c.queue_destruction(&ids[0], "uncategorized: 1s", now, 0, "node:n1").await.unwrap().unwrap();
@@ -778,3 +778,28 @@ async fn annual_report(c: Arc<dyn Catalog>) {
     assert_chain_valid(c.as_ref()).await;
 }
 both!(annual_report);
+
+async fn case_driven_retention(c: Arc<dyn Catalog>) {
+    use evidenced::catalog::{CaseUpdate, NewCase};
+    let (s, _) = c.record_sighting(&sighting(b"/dock/cd.mp4", 10)).await.unwrap();
+    let mut rec = recording(&"9".repeat(64), &s.id);
+    rec.attribution.category = Some("case_5y".into());
+    c.commit_archive(&s.id, &rec, "node:n1", None).await.unwrap();
+    c.create_case(&NewCase { id: "K-cd".into(), title: String::new(), unit: String::new() }, "sup").await.unwrap();
+    c.link("K-cd", &s.id, "sup", None).await.unwrap();
+    let after_archive = catalog::now_micros();
+    // While the case is open the recording is held, whatever the clock says.
+    assert!(c.expired("case_5y", true, after_archive + 3_600_000_000, "", 10).await.unwrap().is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let between = catalog::now_micros();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    c.update_case("K-cd", &CaseUpdate { status: Some("closed".into()), title: None }, "sup").await.unwrap();
+    // Archived before `between`, closed after it: the case-driven clock has not passed it yet ...
+    assert!(c.expired("case_5y", true, between, "", 10).await.unwrap().is_empty(), "the clock starts at the closing");
+    // ... the ordinary clock has, and a cutoff after the closing finds it with the closing as its start.
+    assert_eq!(c.expired("case_5y", false, between, "", 10).await.unwrap().len(), 1);
+    let e = c.expired("case_5y", true, catalog::now_micros() + 1, "", 10).await.unwrap();
+    assert_eq!(e.len(), 1);
+    assert!(e[0].retention_from > between, "{} <= {between}", e[0].retention_from);
+}
+both!(case_driven_retention);
