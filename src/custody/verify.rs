@@ -10,7 +10,7 @@
 //!
 //! The object checks are shared with the daemon's fixity worker (`fixity.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -256,6 +256,18 @@ struct ChainFacts {
     last_real: i64,
 }
 
+/// A checkpoint as found, with the exact bytes that were signed and the signature.
+struct SignedCheckpoint {
+    /// Store key of its body.
+    key: String,
+    /// The parsed body.
+    body: Body,
+    /// The body's bytes exactly as stored (what the signature covers).
+    text: Vec<u8>,
+    /// The raw Ed25519 signature.
+    sig: Vec<u8>,
+}
+
 /// Runs the checks.
 pub struct Verifier {
     /// The catalog (chain, records).
@@ -278,8 +290,8 @@ impl Verifier {
         let mut r = Report::default();
         let checkpoints = self.load_checkpoints(&mut r).await?;
         let mut facts = ChainFacts::default();
-        for (_, b, _) in &checkpoints {
-            facts.at_checkpoints.insert(b.seq, String::new());
+        for c in &checkpoints {
+            facts.at_checkpoints.insert(c.body.seq, String::new());
         }
         self.walk_chain(&mut r, &mut facts).await?;
         self.check_checkpoints(&mut r, &facts, &checkpoints).await?;
@@ -290,22 +302,22 @@ impl Verifier {
     }
 
     /// Every checkpoint, from the store (which the catalog cannot rewrite) and the catalog, parsed.
-    async fn load_checkpoints(&self, r: &mut Report) -> anyhow::Result<Vec<(String, Body, Vec<u8>)>> {
-        let mut by_id: BTreeMap<String, (String, Body, Vec<u8>)> = BTreeMap::new();
+    async fn load_checkpoints(&self, r: &mut Report) -> anyhow::Result<Vec<SignedCheckpoint>> {
+        let mut by_id: BTreeMap<String, SignedCheckpoint> = BTreeMap::new();
         let in_catalog = self.catalog.checkpoints().await?;
         let keys = self.store.list(checkpoint::PREFIX).await?;
         for key in keys.iter().filter(|k| k.ends_with(".json")) {
             let subject = format!("checkpoint object {key}");
-            let (body, sig) = match (read_all(&*self.store, key).await, read_all(&*self.store, &checkpoint::sig_key(key)).await) {
+            let (text, sig) = match (read_all(&*self.store, key).await, read_all(&*self.store, &checkpoint::sig_key(key)).await) {
                 (Ok(b), Ok(s)) => (b, s),
                 (Err(e), _) | (_, Err(e)) => {
                     r.discrepancies.push(finding(subject, format!("cannot read it or its signature: {e}")));
                     continue;
                 }
             };
-            match serde_json::from_slice::<Body>(&body) {
-                Ok(b) => {
-                    by_id.insert(b.id.clone(), (key.clone(), b, [body, sig].concat()));
+            match serde_json::from_slice::<Body>(&text) {
+                Ok(body) => {
+                    by_id.insert(body.id.clone(), SignedCheckpoint { key: key.clone(), body, text, sig });
                 }
                 Err(e) => r.discrepancies.push(finding(subject, format!("not a checkpoint: {e}"))),
             }
@@ -316,12 +328,11 @@ impl Verifier {
             }
             r.discrepancies
                 .push(finding(format!("checkpoint {} (seq {})", c.id, c.seq), "recorded in the catalog but missing from the store"));
-            if let Ok(b) = serde_json::from_str::<Body>(&c.body) {
-                let sig = base64::engine::general_purpose::STANDARD.decode(&c.signature).unwrap_or_default();
-                by_id.insert(c.id.clone(), (c.object_key.clone(), b, [c.body.as_bytes(), &sig].concat()));
+            if let Ok(body) = serde_json::from_str::<Body>(&c.body) {
+                let (text, sig) = checkpoint_files(&c);
+                by_id.insert(c.id.clone(), SignedCheckpoint { key: c.object_key.clone(), body, text, sig });
             }
         }
-        // Body and signature travel together: the last 64 bytes are the signature.
         Ok(by_id.into_values().collect())
     }
 
@@ -373,7 +384,7 @@ impl Verifier {
         Ok(())
     }
 
-    async fn check_checkpoints(&self, r: &mut Report, facts: &ChainFacts, cps: &[(String, Body, Vec<u8>)]) -> anyhow::Result<()> {
+    async fn check_checkpoints(&self, r: &mut Report, facts: &ChainFacts, cps: &[SignedCheckpoint]) -> anyhow::Result<()> {
         let mut keys: HashMap<String, String> = HashMap::new();
         for k in self.catalog.node_keys().await?.into_iter().chain(self.local_key.clone()) {
             keys.insert(k.key_id, k.public_pem);
@@ -387,14 +398,13 @@ impl Verifier {
         }
         let head_seq = facts.head.as_ref().map(|h| h.0).unwrap_or(0);
         let mut newest = 0;
-        for (key, b, both) in cps {
+        for SignedCheckpoint { key, body: b, text, sig } in cps {
             r.checked.checkpoints += 1;
             let subject = format!("checkpoint {key} (seq {})", b.seq);
-            let (body, sig) = both.split_at(both.len().saturating_sub(64));
             match keys.get(&b.key_id) {
                 None => r.discrepancies.push(finding(&subject, format!("signed by unknown key {}", b.key_id))),
                 Some(pem) => {
-                    if let Err(e) = super::keys::verify(pem, body, sig) {
+                    if let Err(e) = super::keys::verify(pem, text, sig) {
                         r.discrepancies.push(finding(&subject, e.to_string()));
                         continue;
                     }
@@ -435,13 +445,17 @@ impl Verifier {
         Ok(())
     }
 
-    async fn check_tokens(&self, r: &mut Report, facts: &ChainFacts, cps: &[(String, Body, Vec<u8>)]) -> anyhow::Result<()> {
-        let cp_digest: HashMap<&str, String> =
-            cps.iter().map(|(_, b, both)| (b.id.as_str(), hex::encode(Sha256::digest(&both[..both.len().saturating_sub(64)])))).collect();
+    async fn check_tokens(&self, r: &mut Report, facts: &ChainFacts, cps: &[SignedCheckpoint]) -> anyhow::Result<()> {
+        let cp_digest: HashMap<&str, String> = cps.iter().map(|c| (c.body.id.as_str(), hex::encode(Sha256::digest(&c.text)))).collect();
+        // Tokens of destroyed recordings went with them; the `destroyed` entry lists them.
+        let destroyed: HashSet<String> =
+            self.catalog.destructions(Some("destroyed"), i64::MAX).await?.into_iter().map(|d| d.recording_id).collect();
+        let tokens = self.catalog.timestamps(self.recording.as_deref()).await?;
+        let in_catalog: HashSet<(&str, &str)> = tokens.iter().map(|t| (t.subject.as_str(), t.subject_id.as_str())).collect();
         if self.tsa_ca.is_none() && !facts.tokens.is_empty() {
             r.warnings.push(finding("time-stamp tokens", "no [tsa] ca_file configured: token signatures are not checked"));
         }
-        for t in self.catalog.timestamps(self.recording.as_deref()).await? {
+        for t in &tokens {
             r.checked.tokens += 1;
             let subject = format!("token {} for {} {}", t.token_key, t.subject, t.subject_id);
             let recorded = facts.tokens.get(&(t.subject.clone(), t.subject_id.clone()));
@@ -454,8 +468,8 @@ impl Verifier {
                 r.discrepancies.push(finding(&subject, "its subject is not in the custody chain"));
                 continue;
             };
-            if t.subject == subject::RECORDING && self.catalog.recording(&t.subject_id).await.is_ok_and(|x| x.state == "destroyed") {
-                continue; // destroyed with the recording; the `destroyed` entry lists it
+            if t.subject == subject::RECORDING && destroyed.contains(&t.subject_id) {
+                continue;
             }
             let der = match read_all(&*self.store, &t.token_key).await {
                 Ok(d) => d,
@@ -481,7 +495,7 @@ impl Verifier {
             if self.recording.as_ref().is_some_and(|r| r != id) {
                 continue;
             }
-            if self.catalog.timestamps(Some(id)).await?.iter().all(|t| t.subject != *subj) {
+            if !in_catalog.contains(&(subj.as_str(), id.as_str())) {
                 r.discrepancies
                     .push(finding(format!("token for {subj} {id}"), "recorded in the custody chain but missing from the catalog"));
             }

@@ -86,21 +86,6 @@ impl Policy {
         }
     }
 
-    /// When a recording's retention clock started: the later of its start and its archiving, or
-    /// for a case-driven category also of the last closing of its cases.
-    pub async fn clock(&self, catalog: &dyn Catalog, r: &Recording) -> anyhow::Result<i64> {
-        let mut from = r.retention_from;
-        if self.case_driven.contains(&r.category) {
-            for c in &r.cases {
-                let closed = catalog.case(c).await?.closed_at;
-                if let Some(t) = closed.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()) {
-                    from = from.max(t.timestamp_micros());
-                }
-            }
-        }
-        Ok(from)
-    }
-
     fn rule(category: &str, d: Duration) -> String {
         format!("{category}: {}", humantime::format_duration(d))
     }
@@ -173,14 +158,15 @@ impl RetentionWorker {
         let now = crate::catalog::now_micros();
         for d in self.catalog.destructions(Some("pending"), 10_000).await? {
             let r = self.catalog.recording(&d.recording_id).await?;
+            let (open_case, clock) = self.standing(&r).await?;
             let why = if r.legal_hold {
                 Some("a legal hold was placed".to_string())
-            } else if self.held_by_open_case(&r).await? {
+            } else if open_case {
                 Some("the recording is linked to an open case".to_string())
             } else {
                 match self.policy.period(&r.category) {
                     Period::Permanent => Some(format!("its category {} is now kept permanently", r.category)),
-                    Period::For(p) if self.policy.clock(&*self.catalog, &r).await? + p.as_micros() as i64 > now => {
+                    Period::For(p) if clock + p.as_micros() as i64 > now => {
                         Some(format!("its retention now ends later (category {})", r.category))
                     }
                     Period::For(_) => None,
@@ -194,13 +180,24 @@ impl RetentionWorker {
         Ok(())
     }
 
-    async fn held_by_open_case(&self, r: &Recording) -> anyhow::Result<bool> {
+    /// Whether an open case holds a recording, and when its retention clock started: the later of
+    /// its start and its archiving, and for a case-driven category also of the last closing of its
+    /// cases. One read of each case; a case that cannot be read is an error, never "not held".
+    async fn standing(&self, r: &Recording) -> anyhow::Result<(bool, i64)> {
+        let driven = self.policy.case_driven.contains(&r.category);
+        let (mut open, mut from) = (false, r.retention_from);
         for c in &r.cases {
-            if self.catalog.case(c).await.map(|c| c.status == "open").unwrap_or(false) {
-                return Ok(true);
+            let case = match self.catalog.case(c).await {
+                Ok(case) => case,
+                Err(crate::catalog::CatalogError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            open |= case.status == "open";
+            if let Some(t) = case.closed_at.filter(|_| driven).and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()) {
+                from = from.max(t.timestamp_micros());
             }
         }
-        Ok(false)
+        Ok((open, from))
     }
 
     /// Destroys approved entries past their grace period. The destructions of one pass form one
@@ -212,11 +209,12 @@ impl RetentionWorker {
         for d in self.catalog.due_destructions(now, self.policy.approvals as i64).await? {
             let r = self.catalog.recording(&d.recording_id).await?;
             // Never before the date, whatever the queue says.
+            let (open_case, clock) = self.standing(&r).await?;
             let until = match self.policy.period(&r.category) {
-                Period::For(p) => self.policy.clock(&*self.catalog, &r).await? + p.as_micros() as i64,
+                Period::For(p) => clock + p.as_micros() as i64,
                 Period::Permanent => i64::MAX,
             };
-            if r.legal_hold || until > now || self.held_by_open_case(&r).await? {
+            if r.legal_hold || until > now || open_case {
                 tracing::warn!(recording = %r.id, "refusing to destroy a recording before its retention date or under a hold");
                 continue;
             }
