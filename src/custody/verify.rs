@@ -138,22 +138,10 @@ pub async fn objects_of(catalog: &dyn Catalog, rec: &Recording) -> crate::catalo
 pub async fn hash_object(store: &dyn ObjectStore, key: &str, progress: &(dyn Fn(u64) + Sync)) -> Result<(String, u64), StoreError> {
     if let Some(path) = store.local_path(key) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        let task = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
-            use std::io::Read;
-            let mut f = std::fs::File::open(&path)?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut n = 0u64;
-            loop {
-                let r = f.read(&mut buf)?;
-                if r == 0 {
-                    break;
-                }
-                h.update(&buf[..r]);
-                n += r as u64;
-                let _ = tx.send(r as u64);
-            }
-            Ok((hex::encode(h.finalize()), n))
+        let task = tokio::task::spawn_blocking(move || {
+            crate::store::fs::hash_file(&path, false, |n| {
+                let _ = tx.send(n);
+            })
         });
         while let Some(n) = rx.recv().await {
             progress(n);
@@ -202,18 +190,7 @@ pub async fn check_object(store: &dyn ObjectStore, o: StoredObject, progress: &(
 }
 
 async fn check_manifest(store: &dyn ObjectStore, o: StoredObject, subject: String) -> ObjectCheck {
-    let read = async {
-        let mut s = store.get(&o.key, None).await?;
-        let mut buf = Vec::new();
-        while let Some(c) = s.next().await {
-            buf.extend_from_slice(&c.map_err(StoreError::io("reading manifest"))?);
-            if buf.len() > 1 << 20 {
-                break;
-            }
-        }
-        Ok::<_, StoreError>(buf)
-    };
-    match read.await {
+    match read_all(store, &o.key).await {
         Ok(buf) => {
             let named = serde_json::from_slice::<serde_json::Value>(&buf).ok().and_then(|v| v["sha256"].as_str().map(str::to_string));
             let problem = match &named {
@@ -607,12 +584,19 @@ fn note_facts(facts: &mut ChainFacts, b: &EntryBody) {
     }
 }
 
-/// Reads a small object whole.
+/// Largest object [`read_all`] reads: manifests, checkpoints, keys and tokens are a few KiB.
+const SMALL_OBJECT: usize = 16 << 20;
+
+/// Reads a small object whole; anything larger than [`SMALL_OBJECT`] is refused, not buffered.
 pub async fn read_all(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>, StoreError> {
     let mut s = store.get(key, None).await?;
     let mut buf = Vec::new();
     while let Some(c) = s.next().await {
         buf.extend_from_slice(&c.map_err(StoreError::io(format!("reading {key}")))?);
+        if buf.len() > SMALL_OBJECT {
+            let e = std::io::Error::other(format!("larger than {} MiB: not a small object", SMALL_OBJECT >> 20));
+            return Err(StoreError::Io { context: format!("reading {key}"), source: e });
+        }
     }
     Ok(buf)
 }

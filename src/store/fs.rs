@@ -69,12 +69,15 @@ fn with_writable_dir<T>(dir: &Path, f: impl FnOnce() -> std::io::Result<T>) -> s
     Ok(out)
 }
 
-/// Hashes a file from disk rather than from the page cache.
-fn hash_from_disk(path: &Path) -> std::io::Result<(String, u64)> {
+/// Hashes a file in large reads, reporting progress in bytes. With `from_disk` its cached pages
+/// are dropped first, so the bytes are read from the disk rather than the page cache.
+pub fn hash_file(path: &Path, from_disk: bool, mut progress: impl FnMut(u64)) -> std::io::Result<(String, u64)> {
     let mut f = File::open(path)?;
-    // SAFETY: posix_fadvise only reads the descriptor; failure just means a cached read.
-    unsafe {
-        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    if from_disk {
+        // SAFETY: posix_fadvise only reads the descriptor; failure just means a cached read.
+        unsafe {
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+        }
     }
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -86,6 +89,7 @@ fn hash_from_disk(path: &Path) -> std::io::Result<(String, u64)> {
         }
         h.update(&buf[..r]);
         n += r as u64;
+        progress(r as u64);
     }
     Ok((hex::encode(h.finalize()), n))
 }
@@ -198,7 +202,7 @@ impl FsStore {
         })
         .map_err(StoreError::io(format!("placing {}", dest.display())))?;
         if self.readback {
-            let (again, n) = hash_from_disk(&dest).map_err(StoreError::io(format!("reading back {}", dest.display())))?;
+            let (again, n) = hash_file(&dest, true, |_| {}).map_err(StoreError::io(format!("reading back {}", dest.display())))?;
             if again != sha256 || n != size {
                 return Err(StoreError::Verification {
                     store: self.describe(),
