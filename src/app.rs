@@ -170,6 +170,14 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         });
     }
 
+    // OIDC first: a bad `[oidc]` (an unreadable JWKS file) stops the start before anything runs.
+    let oidc = cfg
+        .oidc
+        .as_ref()
+        .map(crate::api::oidc::OidcVerifier::new)
+        .transpose()
+        .with_context(|| format!("cannot use OIDC bearer tokens ([oidc] in {})", cfg.source))?
+        .map(Arc::new);
     let catalog = open_catalog_patiently(&cfg, &stop, &sd).await?;
     let store = open_store(&cfg).await?;
     store.check_worm().await.with_context(|| format!("[store] object_lock in {}", cfg.source))?;
@@ -284,6 +292,8 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         metrics,
         policy: Arc::new(policy),
         worm,
+        access: Arc::new(crate::api::access::AccessSettings::new(&cfg.api)),
+        oidc,
     })
     // Failed bearer checks are counted per client address (429 after too many).
     .layer(axum::Extension(Arc::new(crate::api::auth::FailureLimiter::default())));

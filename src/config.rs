@@ -79,6 +79,10 @@ pub struct Config {
     /// Custody log: node signing key, checkpoint cadence, fixity checks.
     #[serde(default)]
     pub custody: CustodyConfig,
+    /// Optional OpenID Connect: bearer JWTs from the agency's identity provider, besides the
+    /// daemon's own tokens. Absent: only `evd_` tokens are accepted.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
     /// The file the config came from, for messages.
     #[serde(skip)]
     pub source: String,
@@ -241,12 +245,30 @@ pub struct ApiConfig {
     /// Address to listen on.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// How long a console session lasts after sign-in (never longer than its token).
+    #[serde(default = "default_session_ttl", with = "humantime_serde_compat")]
+    pub session_ttl: Duration,
+    /// How long the signed URLs of an access grant (`POST .../access`) stay valid.
+    #[serde(default = "default_grant_ttl", with = "humantime_serde_compat")]
+    pub grant_ttl: Duration,
+    /// Mark the session cookie `Secure` (set it when clients reach the API over HTTPS, e.g.
+    /// behind a TLS-terminating proxy; browsers then send the cookie only over HTTPS).
+    #[serde(default)]
+    pub cookie_secure: bool,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: default_listen() }
+        Self { listen: default_listen(), session_ttl: default_session_ttl(), grant_ttl: default_grant_ttl(), cookie_secure: false }
     }
+}
+
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+
+fn default_grant_ttl() -> Duration {
+    Duration::from_secs(30 * 60)
 }
 
 fn default_listen() -> String {
@@ -534,6 +556,80 @@ pub enum LogFormat {
     Json,
 }
 
+/// Signature algorithms `[oidc] algorithms` may name: asymmetric only. `none` and the HMAC
+/// family (`HS256`...) are never accepted, since a public key must not double as a shared secret.
+pub const OIDC_ALGORITHMS: [&str; 9] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+/// `[oidc]`: bearer JWTs issued by the agency's identity provider, checked against its JWKS and
+/// mapped to a principal (name, role, unit, officer id) from their claims.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The identity provider's issuer; a token's `iss` must equal it (required).
+    #[serde(default)]
+    pub issuer: String,
+    /// Where the JWKS (the IdP's public keys) is fetched: `http://` only, since this build has no
+    /// TLS client; serve an `https://` JWKS through a local proxy or use `jwks_file`. Fetched on
+    /// first use and again for an unknown `kid`. Exactly one of `jwks_url` and `jwks_file`.
+    pub jwks_url: Option<String>,
+    /// A local file holding the JWKS, read at start and re-read for an unknown `kid`.
+    pub jwks_file: Option<PathBuf>,
+    /// A token's `aud` must contain this (required).
+    #[serde(default)]
+    pub audience: String,
+    /// Claim holding the principal's name (the actor in custody events).
+    #[serde(default = "default_name_claim")]
+    pub name_claim: String,
+    /// Claim holding the role: a string or a list of strings, our role names, or the IdP's values
+    /// mapped through `roles`. A dotted name (`realm_access.roles`) reaches into nested objects
+    /// when no claim has that exact name.
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// Claim holding the unit path (`JS/NJ`; `/` or empty = the whole agency). Required in every
+    /// token, so that a missing claim never means "everything".
+    #[serde(default = "default_unit_claim")]
+    pub unit_claim: String,
+    /// Claim holding an officer's officer id (role officer); default: the name.
+    #[serde(default = "default_officer_claim")]
+    pub officer_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_oidc_leeway", with = "humantime_serde_compat")]
+    pub leeway: Duration,
+    /// Least time between two JWKS fetches (an unknown `kid` triggers one), so tokens with made-up
+    /// key ids cannot make us hammer the IdP. At least 1 s.
+    #[serde(default = "default_jwks_refresh", with = "humantime_serde_compat")]
+    pub jwks_refresh: Duration,
+    /// Accepted signature algorithms, from [`OIDC_ALGORITHMS`].
+    #[serde(default = "default_oidc_algorithms")]
+    pub algorithms: Vec<String>,
+    /// IdP role or group value → our role. When set, only the values listed here count; when
+    /// empty, the role claim must hold our role names themselves.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, String>,
+}
+
+fn default_name_claim() -> String {
+    "sub".into()
+}
+fn default_role_claim() -> String {
+    "role".into()
+}
+fn default_unit_claim() -> String {
+    "unit".into()
+}
+fn default_officer_claim() -> String {
+    "officer_id".into()
+}
+fn default_oidc_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_oidc_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "EdDSA"].map(String::from).to_vec()
+}
+
 /// How a dock copy is released once its archive is verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
@@ -642,6 +738,70 @@ impl Config {
         ConfigError::Key { file: self.source.clone(), key: key.into(), message: message.into() }
     }
 
+    /// Checks `[oidc]`; the JWKS itself is read when the verifier is built at start.
+    fn validate_oidc(&self, o: &OidcConfig) -> Result<(), ConfigError> {
+        if o.issuer.trim().is_empty() {
+            return Err(self.key_err("oidc.issuer", "required: the identity provider's issuer (a token's `iss`)"));
+        }
+        if o.audience.trim().is_empty() {
+            return Err(self.key_err("oidc.audience", "required: the audience tokens must be issued for (a token's `aud`)"));
+        }
+        match (&o.jwks_url, &o.jwks_file) {
+            (Some(_), Some(_)) => return Err(self.key_err("oidc.jwks_url", "give oidc.jwks_url or oidc.jwks_file, not both")),
+            (None, None) => return Err(self.key_err("oidc.jwks_url", "required (or oidc.jwks_file): where the IdP's JWKS is")),
+            (Some(u), None) => {
+                if u.starts_with("https://") {
+                    return Err(self.key_err(
+                        "oidc.jwks_url",
+                        format!("{u:?}: https is not supported by this build; fetch the JWKS through a local http proxy or copy it to oidc.jwks_file"),
+                    ));
+                }
+                if !u.starts_with("http://") || reqwest::Url::parse(u).is_err() {
+                    return Err(self.key_err("oidc.jwks_url", format!("{u:?} is not an http:// URL")));
+                }
+            }
+            (None, Some(_)) => {}
+        }
+        for (key, claim) in [
+            ("name_claim", &o.name_claim),
+            ("role_claim", &o.role_claim),
+            ("unit_claim", &o.unit_claim),
+            ("officer_claim", &o.officer_claim),
+        ] {
+            if claim.is_empty() {
+                return Err(self.key_err(format!("oidc.{key}"), "must name a claim"));
+            }
+        }
+        if o.leeway > Duration::from_secs(600) {
+            return Err(self.key_err("oidc.leeway", "at most 10m (it allows for clock skew, not for expired tokens)"));
+        }
+        if o.jwks_refresh < Duration::from_secs(1) {
+            return Err(self.key_err("oidc.jwks_refresh", "must be at least 1s"));
+        }
+        if o.algorithms.is_empty() {
+            return Err(self.key_err("oidc.algorithms", format!("name at least one of {}", OIDC_ALGORITHMS.join(", "))));
+        }
+        for a in &o.algorithms {
+            if !OIDC_ALGORITHMS.contains(&a.as_str()) {
+                let why = if a.eq_ignore_ascii_case("none") || a.to_ascii_uppercase().starts_with("HS") {
+                    "is never accepted (unsigned or shared-secret tokens)"
+                } else {
+                    "is not a supported signature algorithm"
+                };
+                return Err(self.key_err("oidc.algorithms", format!("{a:?} {why}; use {}", OIDC_ALGORITHMS.join(", "))));
+            }
+        }
+        for (value, role) in &o.roles {
+            if !crate::api::auth::ROLES.contains(&role.as_str()) {
+                return Err(self.key_err(
+                    format!("oidc.roles.{value}"),
+                    format!("{role:?} is not a role: use one of {}", crate::api::auth::ROLES.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&mut self) -> Result<(), ConfigError> {
         if let Some(f) = &self.catalog.url_file {
             let url =
@@ -674,6 +834,12 @@ impl Config {
             let secret = std::fs::read_to_string(f)
                 .map_err(|e| self.key_err("store.secret_access_key_file", format!("cannot read {}: {e}", f.display())))?;
             self.store.secret_access_key = Some(secret.trim().to_string());
+        }
+        if self.api.session_ttl < Duration::from_secs(60) || self.api.session_ttl > Duration::from_secs(30 * 86_400) {
+            return Err(self.key_err("api.session_ttl", "must be between 1m and 30d"));
+        }
+        if self.api.grant_ttl < Duration::from_secs(30) || self.api.grant_ttl > Duration::from_secs(86_400) {
+            return Err(self.key_err("api.grant_ttl", "must be between 30s and 24h"));
         }
         if !(144..=4320).contains(&self.media.max_height) {
             return Err(self.key_err("media.max_height", "must be between 144 and 4320"));
@@ -715,6 +881,9 @@ impl Config {
         }
         if !(1..=2).contains(&self.retention.approvals) {
             return Err(self.key_err("retention.approvals", "must be 1 or 2"));
+        }
+        if let Some(o) = &self.oidc {
+            self.validate_oidc(o)?;
         }
         if self.custody.checkpoint_every < 1 {
             return Err(self.key_err("custody.checkpoint_every", "must be at least 1"));
@@ -874,6 +1043,55 @@ mod tests {
         let e = load("[catalog\n", &[]).unwrap_err().to_string();
         assert!(e.starts_with("config file t.toml: invalid TOML"), "{e}");
     }
+
+    const OIDC: &str =
+        "[oidc]\nissuer = \"https://idp.example/realms/pd\"\njwks_url = \"http://127.0.0.1:8081/certs\"\naudience = \"evidenced\"\n";
+
+    #[test]
+    fn oidc_section_with_defaults_and_role_table() {
+        assert!(load(DEFAULT_TOML, &[]).unwrap().oidc.is_none(), "absent = off");
+        let text = format!("{DEFAULT_TOML}\n{OIDC}role_claim = \"groups\"\n[oidc.roles]\n\"/evidence/supervisors\" = \"supervisor\"\n");
+        let o = load(&text, &[]).unwrap().oidc.unwrap();
+        assert_eq!((o.issuer.as_str(), o.audience.as_str(), o.jwks_file.as_deref()), ("https://idp.example/realms/pd", "evidenced", None));
+        assert_eq!(
+            (o.name_claim.as_str(), o.role_claim.as_str(), o.unit_claim.as_str(), o.officer_claim.as_str()),
+            ("sub", "groups", "unit", "officer_id")
+        );
+        assert_eq!((o.leeway, o.jwks_refresh), (Duration::from_secs(60), Duration::from_secs(300)));
+        assert_eq!(o.algorithms, ["RS256", "ES256", "EdDSA"]);
+        assert_eq!(o.roles["/evidence/supervisors"], "supervisor");
+        let c = load(
+            &format!("{DEFAULT_TOML}\n{OIDC}"),
+            &[("EVIDENCED__OIDC__ALGORITHMS", "[\"PS256\"]"), ("EVIDENCED__OIDC__JWKS_REFRESH", "30s")],
+        )
+        .unwrap();
+        let o = c.oidc.unwrap();
+        assert_eq!((o.algorithms, o.jwks_refresh), (vec!["PS256".to_string()], Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn bad_oidc_sections_name_the_key_and_file() {
+        let bad = |section: &str, key: &str, words: &str| {
+            let e = load(&format!("{DEFAULT_TOML}\n{section}"), &[]).unwrap_err().to_string();
+            assert!(e.contains("t.toml") && e.contains(key) && e.contains(words), "{key}: {e}");
+        };
+        bad(&OIDC.replace("issuer = \"https://idp.example/realms/pd\"\n", ""), "oidc.issuer", "required");
+        bad(&OIDC.replace("audience = \"evidenced\"\n", ""), "oidc.audience", "required");
+        bad(&format!("{OIDC}jwks_file = \"/etc/jwks.json\"\n"), "oidc.jwks_url", "not both");
+        bad(&OIDC.replace("jwks_url = \"http://127.0.0.1:8081/certs\"\n", ""), "oidc.jwks_url", "required");
+        bad(&OIDC.replace("http://127.0.0.1:8081", "https://idp.example"), "oidc.jwks_url", "jwks_file");
+        bad(&OIDC.replace("http://127.0.0.1:8081", "ftp://idp"), "oidc.jwks_url", "not an http");
+        bad(&format!("{OIDC}[oidc.roles]\nchiefs = \"chief\"\n"), "oidc.roles.chiefs", "\"chief\" is not a role");
+        bad(&format!("{OIDC}algorithms = [\"RS256\", \"HS256\"]\n"), "oidc.algorithms", "\"HS256\" is never accepted");
+        bad(&format!("{OIDC}algorithms = [\"none\"]\n"), "oidc.algorithms", "never accepted");
+        bad(&format!("{OIDC}algorithms = [\"RSA-OAEP\"]\n"), "oidc.algorithms", "not a supported");
+        bad(&format!("{OIDC}algorithms = []\n"), "oidc.algorithms", "at least one");
+        bad(&format!("{OIDC}jwks_refresh = \"0s\"\n"), "oidc.jwks_refresh", "at least 1s");
+        bad(&format!("{OIDC}leeway = \"soon\"\n"), "oidc.leeway", "invalid duration");
+        bad(&format!("{OIDC}leeway = \"1h\"\n"), "oidc.leeway", "at most");
+        bad(&format!("{OIDC}role_claim = \"\"\n"), "oidc.role_claim", "must name a claim");
+        bad(&format!("{OIDC}client_secret = \"x\"\n"), "client_secret", "unknown field");
+    }
 }
 
 /// Property tests ("fuzzing" on the stable toolchain): hostile config text and overrides.
@@ -908,6 +1126,9 @@ mod fuzz {
                 "\"10y\"",
                 "\"permanent\"",
                 "\"Asia/Shanghai\"",
+                "\"http://127.0.0.1:1/jwks\"",
+                "[\"RS256\", \"HS256\"]",
+                "\"supervisor\"",
                 "\"Mars/Olympus\"",
                 "\"127.0.0.1:0\"",
                 "\"sqlite://x\"",
@@ -966,6 +1187,12 @@ mod fuzz {
             "categories",
             "format",
             "level",
+            "issuer",
+            "jwks_url",
+            "audience",
+            "algorithms",
+            "role_claim",
+            "jwks_refresh",
             "bogus",
             "",
             "a.b",
@@ -987,6 +1214,8 @@ mod fuzz {
             "[custody]",
             "[log]",
             "[tsa]",
+            "[oidc]",
+            "[oidc.roles]",
             "[[dock]]",
             "[[dock]",
             "[dock]",

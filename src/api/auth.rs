@@ -1,6 +1,7 @@
-//! Bearer tokens: 256 random bits, shown once, stored only as their SHA-256 (a fast hash is
-//! enough for random secrets, and a slow password hash would cost every request tens of
-//! milliseconds). The `Caller` extractor resolves the principal and its scope.
+//! Authentication: bearer tokens (256 random bits, shown once, stored only as their SHA-256: a
+//! fast hash is enough for random secrets, and a slow password hash would cost every request
+//! tens of milliseconds) or the console's session cookie; the `Caller` extractor resolves either
+//! to the principal and its scope, and the failure limiter locks out brute-force clients.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -142,6 +143,9 @@ impl Caller {
             "admin" => return Err(ApiError::Forbidden("admins manage principals and do not see footage".into())),
             _ => f.scope_unit = Some(self.0.unit.clone()),
         }
+        if !self.sees_all_classified() {
+            f.scope_grantee = Some(self.0.name.clone());
+        }
         Ok(())
     }
 
@@ -153,6 +157,13 @@ impl Caller {
             "officer" => unit_ok && officer == Some(self.0.officer.as_deref().unwrap_or(&self.0.name)),
             _ => unit_ok,
         }
+    }
+
+    /// Whether this caller sees the metadata of `state_secret` recordings in its scope without
+    /// a grant: archivists (who grant access) and auditors (who audit it). Their content still
+    /// needs a grant like anyone's.
+    pub fn sees_all_classified(&self) -> bool {
+        matches!(self.0.role.as_str(), "archivist" | "auditor")
     }
 
     /// Fails with 403 unless the role is one of `roles`.
@@ -261,36 +272,132 @@ fn too_many_failures(wait: Duration) -> Response {
     resp
 }
 
+/// Where a request comes from: the peer address and the failure limiter, both installed by the
+/// server (absent in router tests, where nothing is limited).
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// The peer address.
+    pub ip: Option<IpAddr>,
+    /// The limiter of failed authentications.
+    pub limiter: Option<std::sync::Arc<FailureLimiter>>,
+}
+
+impl Client {
+    /// The client of a request.
+    pub fn of(parts: &Parts) -> Client {
+        Client {
+            ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip()),
+            limiter: parts.extensions.get::<std::sync::Arc<FailureLimiter>>().cloned(),
+        }
+    }
+
+    /// The 429 to answer while this client is locked out.
+    pub fn lockout(&self) -> Option<Response> {
+        let (ip, l) = (self.ip?, self.limiter.as_ref()?);
+        l.locked(ip, Instant::now()).map(too_many_failures)
+    }
+
+    /// Counts a failed authentication of this client, and records it in the custody log as a
+    /// security event (`auth_failed`; best effort: a catalog that cannot take it must not turn
+    /// the 401 into a 500). Locked-out clients never get here, so one client adds at most
+    /// [`MAX_FAILURES`] events per window.
+    pub async fn failed(&self, state: &AppState, headers: &axum::http::HeaderMap, via: &str) {
+        if let (Some(ip), Some(l)) = (self.ip, &self.limiter) {
+            if l.fail(ip, Instant::now()) {
+                tracing::warn!(client = %ip, failures = l.max_failures, window = ?l.window, "too many failed authentications; locking the client out");
+            }
+        }
+        let mut d = serde_json::json!({"via": via, "from": self.ip.map(|ip| ip.to_string())});
+        if let Some(ua) = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+            d["user_agent"] = ua.chars().take(200).collect::<String>().into();
+        }
+        if let Err(e) = state.catalog.append_custody(crate::custody::kind::AUTH_FAILED, "anonymous", None, d).await {
+            tracing::warn!(error = %e, "could not record a failed authentication");
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client::of(parts))
+    }
+}
+
+/// The console's session cookie.
+pub const SESSION_COOKIE: &str = "evidenced_session";
+
+/// The value of cookie `name` in a request.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Refuses a state-changing request authenticated by the cookie unless it comes from this
+/// origin: SameSite=Strict keeps other sites' requests cookieless in current browsers, and this
+/// check also covers older ones (`Origin` must name this host; `Sec-Fetch-Site` must not say
+/// cross-site).
+fn same_origin(parts: &Parts) -> Result<(), ApiError> {
+    if matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS) {
+        return Ok(());
+    }
+    let h = &parts.headers;
+    let denied = || ApiError::Denied { code: "cross_site", message: "cross-site requests may not use the console session".into() };
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if !matches!(site, "same-origin" | "none") {
+            return Err(denied());
+        }
+    }
+    if let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let bare = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+        if bare != Some(host) {
+            return Err(denied());
+        }
+    }
+    Ok(())
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = match (parts.extensions.get::<ConnectInfo<SocketAddr>>(), parts.extensions.get::<std::sync::Arc<FailureLimiter>>()) {
-            (Some(ConnectInfo(addr)), Some(l)) => Some((addr.ip(), l.clone())),
-            _ => None,
-        };
-        if let Some((ip, l)) = &limit {
-            if let Some(wait) = l.locked(*ip, Instant::now()) {
-                return Err(too_many_failures(wait));
-            }
+        let client = Client::of(parts);
+        if let Some(resp) = client.lockout() {
+            return Err(resp);
         }
-        // Only a presented token that fails counts as a failure; a request without one does not.
+        // A bearer token wins over the cookie; only a presented token that fails counts as a
+        // failure (a request without one, or with an expired session, does not).
         let presented = parts.headers.contains_key(header::AUTHORIZATION);
-        match authenticate(parts, state).await {
+        let result = if presented { authenticate(parts, state).await } else { from_session(parts, state).await };
+        match result {
             Ok(mut c) => {
-                c.1 = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
+                c.1 = client.ip;
                 Ok(c)
             }
             Err(e) => {
-                if let (Some((ip, l)), ApiError::Unauthorized, true) = (&limit, &e, presented) {
-                    if l.fail(*ip, Instant::now()) {
-                        tracing::warn!(client = %ip, failures = l.max_failures, window = ?l.window, "too many failed authentications; locking the client out");
-                    }
+                if presented && matches!(e, ApiError::Unauthorized) {
+                    client.failed(state, &parts.headers, "bearer").await;
                 }
                 Err(e.into_response())
             }
         }
     }
+}
+
+/// Resolves the session cookie of a request to its principal.
+async fn from_session(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let id = cookie(&parts.headers, SESSION_COOKIE).filter(|v| !v.is_empty() && v.len() <= 100).ok_or(ApiError::Unauthorized)?;
+    let session = state.catalog.session(&token_hash(id), crate::catalog::now_micros()).await?.ok_or(ApiError::Unauthorized)?;
+    same_origin(parts)?;
+    Ok(Caller(session.principal, None))
 }
 
 /// Resolves the bearer token of a request to an active principal.
@@ -302,15 +409,30 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or(ApiError::Unauthorized)?;
+    Ok(Caller(resolve_token(state, token).await?.0, None))
+}
+
+/// Resolves a presented token (a bearer header, or the token a console user signs in with) to an
+/// active principal, with the stored hash of a daemon token (None for an OIDC token, which has
+/// no principals row).
+pub async fn resolve_token(state: &AppState, token: &str) -> Result<(Principal, Option<String>), ApiError> {
+    // A JWT from the agency's identity provider (`[oidc]`), up to `oidc::MAX_JWT_LEN` bytes.
+    if let Some(verifier) = state.oidc.as_ref().filter(|_| super::oidc::looks_like_jwt(token)) {
+        let p = verifier.verify(token).await.map_err(|e| {
+            tracing::info!(error = %e, "OIDC token refused");
+            ApiError::Unauthorized
+        })?;
+        return Ok((p, None));
+    }
     if token.len() > 200 {
         return Err(ApiError::Unauthorized);
     }
-    let p = state.catalog.principal_by_token(&token_hash(token)).await?.ok_or(ApiError::Unauthorized)?;
-    let now = crate::catalog::now_micros();
-    if p.revoked_at.is_some() || p.expires_at.is_some_and(|t| t <= now) {
+    let hash = token_hash(token);
+    let p = state.catalog.principal_by_token(&hash).await?.ok_or(ApiError::Unauthorized)?;
+    if principal_state(&p, crate::catalog::now_micros()) != "active" {
         return Err(ApiError::Unauthorized);
     }
-    Ok(Caller(p, None))
+    Ok((p, Some(hash)))
 }
 
 #[cfg(test)]

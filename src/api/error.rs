@@ -25,6 +25,15 @@ pub enum ApiError {
     /// 403: the role may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 with a specific code: `reason_required` (a classified recording and no reason),
+    /// `grant_required` (a `state_secret` recording and no explicit grant), `cross_site`.
+    #[error("{message}")]
+    Denied {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Human message.
+        message: String,
+    },
     /// 404: absent or outside the caller's scope (indistinguishable on purpose).
     #[error("not found")]
     NotFound,
@@ -109,6 +118,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, *code, message.clone()),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", self.to_string()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            ApiError::Denied { code, message } => (StatusCode::FORBIDDEN, *code, message.clone()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
             ApiError::Missing { code, message } => (StatusCode::NOT_FOUND, *code, message.clone()),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),

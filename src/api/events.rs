@@ -164,8 +164,12 @@ impl Feed {
         for entry in page {
             let b = &entry.body;
             if let Some(rid) = b.recording_id.as_deref().filter(|_| CHANGES.contains(&b.kind.as_str())) {
-                match self.st.catalog.recording(rid).await {
-                    Ok(r) if self.caller.may_see(r.officer.as_deref(), r.unit.as_deref()) => {
+                let found = match self.st.catalog.recording(rid).await {
+                    Ok(r) => super::recordings::listed(&self.st, &self.caller, &r).await.map(|ok| (r, ok)),
+                    Err(e) => Err(e),
+                };
+                match found {
+                    Ok((r, true)) => {
                         if let Some(e) = recording_event(&self.st, r, &b.kind, b.seq) {
                             self.ready.push_back(e);
                             self.sent = b.seq;

@@ -6,25 +6,38 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::access::MediaAccess;
 use super::auth::Caller;
-use super::recordings::{audit, serve_object, visible};
+use super::recordings::{audit, open, open_with, serve_object};
 use super::{ApiError, AppState};
 use crate::catalog::{Clip, NewClip};
 
-/// `GET /api/v1/recordings/{id}/proxy`.
-pub async fn proxy(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let r = visible(&st, &caller, &id).await?;
-    let obj = r.proxy.ok_or_else(|| match r.media_state.as_str() {
-        "failed" => ApiError::missing("no_proxy", format!("media could not be derived: {}", r.media_error.unwrap_or_default())),
+/// `GET /api/v1/recordings/{id}/proxy` (a caller, or a signed URL from an access grant).
+pub async fn proxy(
+    State(st): State<AppState>,
+    access: MediaAccess,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (r, reason) = access.open(&st, &id, &headers).await?;
+    let obj = r.proxy.clone().ok_or_else(|| match r.media_state.as_str() {
+        "failed" => ApiError::missing("no_proxy", format!("media could not be derived: {}", r.media_error.clone().unwrap_or_default())),
         _ => ApiError::missing("no_proxy", "the proxy is not ready yet"),
     })?;
-    audit(&st, &caller, &headers, crate::custody::kind::ACCESSED, &r.id, "proxy", serde_json::json!({"sha256": obj.sha256})).await?;
+    let d = serde_json::json!({"sha256": obj.sha256, "reason": reason});
+    access.audit(&st, &headers, crate::custody::kind::ACCESSED, &r, "proxy", d).await?;
     serve_object(&st, &headers, &obj, None).await
 }
 
-/// `GET /api/v1/recordings/{id}/poster`; audio recordings have none (404 `no_poster`).
-pub async fn poster(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let r = visible(&st, &caller, &id).await?;
+/// `GET /api/v1/recordings/{id}/poster` (a caller, or a signed URL); audio recordings have none
+/// (404 `no_poster`). A poster is a frame of the footage: classified ones need a reason too.
+pub async fn poster(
+    State(st): State<AppState>,
+    access: MediaAccess,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (r, _) = access.open(&st, &id, &headers).await?;
     let audio_only = r.media.as_ref().is_some_and(|m| m["has_video"] == false);
     let obj = r.poster.ok_or_else(|| {
         if audio_only {
@@ -66,7 +79,8 @@ pub async fn create_clip(
 ) -> Result<Response, ApiError> {
     caller.require(&["supervisor", "archivist"])?;
     let Json(req) = body.map_err(ApiError::from)?;
-    let r = visible(&st, &caller, &id).await?;
+    let why = super::updates::reason(Some(req.reason.clone()), false)?;
+    let (r, _) = open(&st, &caller, &id, why).await?;
     if req.start_ms < 0 || req.end_ms <= req.start_ms {
         return Err(ApiError::bad("invalid_range", "need 0 <= start_ms < end_ms"));
     }
@@ -74,9 +88,6 @@ pub async fn create_clip(
         if req.start_ms >= d {
             return Err(ApiError::bad("invalid_range", format!("start_ms is beyond the recording's {d} ms")));
         }
-    }
-    if req.reason.len() > 2000 {
-        return Err(ApiError::bad("invalid_body", "reason is longer than 2000 characters"));
     }
     let clip = st
         .catalog
@@ -103,19 +114,25 @@ pub async fn create_clip(
     Ok((status, Json(clip_json(&current))).into_response())
 }
 
-/// A clip the caller may see (through its source recording), or 404.
-async fn visible_clip(st: &AppState, caller: &Caller, id: &str) -> Result<Clip, ApiError> {
+/// A clip the caller may open (through its source recording, with the reason header when that
+/// is classified), or 404; with the reason.
+async fn open_clip(st: &AppState, caller: &Caller, id: &str, headers: &HeaderMap) -> Result<(Clip, Option<String>), ApiError> {
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
         return Err(ApiError::NotFound);
     }
     let c = st.catalog.clip(id).await?;
-    visible(st, caller, &c.recording_id).await?;
-    Ok(c)
+    let (_, reason) = open_with(st, caller, &c.recording_id, headers).await?;
+    Ok((c, reason))
 }
 
 /// `GET /api/v1/clips/{id}`.
-pub async fn get_clip(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(clip_json(&visible_clip(&st, &caller, &id).await?)))
+pub async fn get_clip(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(clip_json(&open_clip(&st, &caller, &id, &headers).await?.0)))
 }
 
 /// `GET /api/v1/clips/{id}/media`.
@@ -125,14 +142,14 @@ pub async fn clip_media(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let c = visible_clip(&st, &caller, &id).await?;
+    let (c, reason) = open_clip(&st, &caller, &id, &headers).await?;
     let obj = match (&c.object_key, &c.sha256, c.size, &c.content_type) {
         (Some(k), Some(s), Some(z), Some(t)) => {
             crate::catalog::ObjectRef { key: k.clone(), sha256: s.clone(), size: z, content_type: t.clone() }
         }
         _ => return Err(ApiError::missing("clip_not_ready", format!("clip is {}", c.state))),
     };
-    let d = serde_json::json!({"clip": c.id, "sha256": obj.sha256});
+    let d = serde_json::json!({"clip": c.id, "sha256": obj.sha256, "reason": reason});
     audit(&st, &caller, &headers, crate::custody::kind::DOWNLOADED, &c.recording_id, "clip", d).await?;
     serve_object(&st, &headers, &obj, Some(&format!("clip-{}.mp4", c.id))).await
 }

@@ -1,11 +1,15 @@
 //! The HTTP API (axum): health, readiness and metrics without auth; everything under `/api/v1`
 //! behind bearer tokens. The router is built apart from the server so tests can drive it.
 
+pub mod access;
+mod audit;
 pub mod auth;
 mod cases;
+mod console;
 pub mod error;
 mod events;
 mod media;
+pub mod oidc;
 mod principals;
 mod recordings;
 mod retention;
@@ -40,6 +44,10 @@ pub struct AppState {
     /// The store locks originals (`store.object_lock` on): hold and category changes queue a
     /// `worm_lock` job.
     pub worm: bool,
+    /// OIDC verifier when `[oidc]` is configured: bearer JWTs from the agency's identity provider.
+    pub oidc: Option<std::sync::Arc<oidc::OidcVerifier>>,
+    /// Console sessions and signed access-grant URLs.
+    pub access: Arc<access::AccessSettings>,
 }
 
 /// Builds the router.
@@ -51,6 +59,11 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}/category", axum::routing::put(updates::set_category).delete(updates::clear_category))
         .route("/recordings/{id}/hold", axum::routing::put(updates::place_hold).delete(updates::lift_hold))
         .route("/recordings/{id}/original", get(recordings::original))
+        .route("/recordings/{id}/access", axum::routing::post(access::grant_access))
+        .route("/recordings/{id}/grants", get(access::list_grants))
+        .route("/recordings/{id}/grants/{principal}", axum::routing::put(access::put_grant).delete(access::delete_grant))
+        .route("/session", get(access::whoami).post(access::sign_in).delete(access::sign_out))
+        .route("/audit", get(audit::list))
         .route("/recordings/{id}/custody", get(recordings::custody))
         .route("/recordings/{id}/proxy", get(media::proxy))
         .route("/recordings/{id}/poster", get(media::poster))
@@ -80,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(console::routes())
         .nest("/api/v1", api)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))

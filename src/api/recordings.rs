@@ -11,13 +11,23 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
+use super::access::MediaAccess;
 use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::catalog::{ObjectRef, Recording, RecordingFilter};
 
 const FILTER_KEYS: [&str; 11] = ["officer", "device", "unit", "case", "category", "from", "to", "state", "needs_review", "limit", "cursor"];
 
-fn parse_time(key: &str, v: &str) -> Result<i64, ApiError> {
+/// A page size: 1 to 500, else 400 `invalid_parameter`.
+pub(super) fn parse_limit(v: &str) -> Result<i64, ApiError> {
+    v.parse::<i64>()
+        .ok()
+        .filter(|n| (1..=500).contains(n))
+        .ok_or_else(|| ApiError::bad("invalid_parameter", "limit: expected an integer from 1 to 500"))
+}
+
+/// An RFC 3339 query parameter in micros, else 400 `invalid_parameter` naming `key`.
+pub(super) fn parse_time(key: &str, v: &str) -> Result<i64, ApiError> {
     chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| t.timestamp_micros())
         .map_err(|_| ApiError::bad("invalid_parameter", format!("{key}: expected an RFC 3339 time, got {v:?}")))
@@ -53,11 +63,7 @@ pub(super) fn filter_from(q: &HashMap<String, String>) -> Result<RecordingFilter
         });
     }
     if let Some(v) = s("limit") {
-        f.limit = v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| ApiError::bad("invalid_parameter", "limit: expected an integer from 1 to 500"))?;
+        f.limit = parse_limit(&v)?;
     }
     if let Some(v) = s("cursor") {
         f.after = Some(decode_cursor(&v).ok_or_else(|| ApiError::bad("invalid_cursor", "cursor: not a cursor from next_cursor"))?);
@@ -95,10 +101,70 @@ pub async fn visible(st: &AppState, caller: &Caller, id: &str) -> Result<Recordi
         return Err(ApiError::NotFound);
     }
     let r = st.catalog.recording(id).await?;
-    if !caller.may_see(r.officer.as_deref(), r.unit.as_deref()) {
+    if !listed(st, caller, &r).await? {
         return Err(ApiError::NotFound);
     }
     Ok(r)
+}
+
+/// Whether a caller may see a recording at all (search, events, by id): in its scope, and a
+/// state secret only with an explicit grant (archivists and auditors excepted: they manage and
+/// audit grants). The same rule as the search filter of [`Caller::scope`].
+pub async fn listed(st: &AppState, caller: &Caller, r: &Recording) -> Result<bool, crate::catalog::CatalogError> {
+    if !caller.may_see(r.officer.as_deref(), r.unit.as_deref()) {
+        return Ok(false);
+    }
+    if r.classification == STATE_SECRET && !caller.sees_all_classified() {
+        return st.catalog.has_grant(&r.id, &caller.0.name).await;
+    }
+    Ok(true)
+}
+
+/// The classification that also needs an explicit grant.
+pub const STATE_SECRET: &str = "state_secret";
+
+/// The request header that carries the reason for opening a classified recording
+/// (percent-encoded UTF-8, since header values cannot carry other text portably).
+pub const REASON_HEADER: &str = "x-access-reason";
+
+/// The reason a request gives in [`REASON_HEADER`], decoded; 400 `invalid_reason` when it is not
+/// percent-encoded UTF-8 or longer than 1000 characters.
+pub fn header_reason(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(REASON_HEADER) else { return Ok(None) };
+    let decoded = v
+        .to_str()
+        .ok()
+        .and_then(|s| percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned()))
+        .ok_or_else(|| ApiError::bad("invalid_reason", "X-Access-Reason: expected percent-encoded UTF-8"))?;
+    super::updates::reason(Some(decoded), false)
+}
+
+/// Opens a recording the caller may see (else 404) for its content or details: a classified one
+/// needs a reason (403 `reason_required`), a `state_secret` one also an explicit grant to the
+/// caller (403 `grant_required`). Returns the recording and the reason to record.
+pub async fn open(st: &AppState, caller: &Caller, id: &str, reason: Option<String>) -> Result<(Recording, Option<String>), ApiError> {
+    let r = visible(st, caller, id).await?;
+    if r.classification != "normal" && reason.is_none() {
+        return Err(ApiError::Denied {
+            code: "reason_required",
+            message: format!(
+                "this recording is classified {}: give a reason (X-Access-Reason or an access grant's reason)",
+                r.classification
+            ),
+        });
+    }
+    if r.classification == STATE_SECRET && !st.catalog.has_grant(&r.id, &caller.0.name).await? {
+        return Err(ApiError::Denied {
+            code: "grant_required",
+            message: "this recording is a state secret: an archivist must grant you access first".into(),
+        });
+    }
+    Ok((r, reason))
+}
+
+/// [`open`] with the reason from the request's [`REASON_HEADER`].
+pub async fn open_with(st: &AppState, caller: &Caller, id: &str, headers: &HeaderMap) -> Result<(Recording, Option<String>), ApiError> {
+    open(st, caller, id, header_reason(headers)?).await
 }
 
 /// A recording as the API shows it: with `retention_until` / `retention_permanent` from the policy.
@@ -119,10 +185,10 @@ pub async fn audit(
     recording_id: &str,
     what: &str,
     extra: serde_json::Value,
-) -> Result<(), ApiError> {
+) -> Result<Option<i64>, ApiError> {
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     if range.is_some_and(|r| !r.trim().starts_with("bytes=0-")) {
-        return Ok(());
+        return Ok(None);
     }
     let mut d = serde_json::json!({"what": what, "role": caller.0.role, "range": range, "from": caller.1.map(|ip| ip.to_string())});
     if let Some(ua) = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
@@ -131,8 +197,7 @@ pub async fn audit(
     if let (Some(m), serde_json::Value::Object(e)) = (d.as_object_mut(), extra) {
         m.extend(e);
     }
-    st.catalog.append_custody(kind, &caller.0.name, Some(recording_id), d).await?;
-    Ok(())
+    Ok(Some(st.catalog.append_custody(kind, &caller.0.name, Some(recording_id), d).await?))
 }
 
 /// `GET /api/v1/recordings/{id}` (an audited view).
@@ -142,14 +207,20 @@ pub async fn get_one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Recording>, ApiError> {
-    let r = visible(&st, &caller, &id).await?;
-    audit(&st, &caller, &headers, crate::custody::kind::ACCESSED, &r.id, "metadata", serde_json::json!({})).await?;
+    let (r, reason) = open_with(&st, &caller, &id, &headers).await?;
+    audit(&st, &caller, &headers, crate::custody::kind::ACCESSED, &r.id, "metadata", serde_json::json!({"reason": reason})).await?;
     Ok(Json(present(&st, r)))
 }
 
-/// `GET /api/v1/recordings/{id}/custody`.
-pub async fn custody(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let r = visible(&st, &caller, &id).await?;
+/// `GET /api/v1/recordings/{id}/custody`: its events, for anyone who may open it, and for
+/// auditors (whose role is to read them).
+pub async fn custody(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = if caller.0.role == "auditor" { visible(&st, &caller, &id).await? } else { open_with(&st, &caller, &id, &headers).await?.0 };
     let events = st.catalog.custody_events(Some(&r.id), 0, 10_000).await?;
     Ok(Json(serde_json::json!({"items": events})))
 }
@@ -185,16 +256,23 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>,
 /// `GET /api/v1/recordings/{id}/original`.
 pub async fn original(
     State(st): State<AppState>,
-    caller: Caller,
+    access: MediaAccess,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    caller.require(&["supervisor", "archivist", "auditor"])?;
-    let r = visible(&st, &caller, &id).await?;
-    let obj =
-        ObjectRef { key: r.object_key.clone(), sha256: r.sha256.clone(), size: r.size, content_type: content_type(&r.extension).into() };
-    audit(&st, &caller, &headers, crate::custody::kind::DOWNLOADED, &r.id, "original", serde_json::json!({"sha256": r.sha256})).await?;
-    serve_object(&st, &headers, &obj, Some(&r.original_name)).await
+    access.require_original()?;
+    let (r, reason) = access.open(&st, &id, &headers).await?;
+    let d = serde_json::json!({"sha256": r.sha256, "reason": reason});
+    access.audit(&st, &headers, crate::custody::kind::DOWNLOADED, &r, "original", d).await?;
+    serve_object(&st, &headers, &original_ref(&r), Some(&r.original_name)).await
+}
+
+/// The roles that may download originals.
+pub const ORIGINAL_ROLES: &[&str] = &["supervisor", "archivist", "auditor"];
+
+/// The original of a recording as a stored object.
+pub fn original_ref(r: &Recording) -> ObjectRef {
+    ObjectRef { key: r.object_key.clone(), sha256: r.sha256.clone(), size: r.size, content_type: content_type(&r.extension).into() }
 }
 
 /// Serves a stored object: single and suffix Range (206, 416), strong ETag (its SHA-256),

@@ -1,6 +1,7 @@
 //! Routes that change an archived recording, each a custody event naming the principal:
 //! `PATCH /recordings/{id}` (attribution corrections for review, supervisor or archivist),
-//! `PUT /recordings/{id}/classification` (supervisor or archivist, with a reason),
+//! `PUT /recordings/{id}/classification` (with a reason: supervisors may raise it, archivists
+//! may set any level),
 //! `PUT`/`DELETE /recordings/{id}/category` and `PUT`/`DELETE /recordings/{id}/hold` (archivist).
 //! The original's bytes never change; only catalog fields and the log do.
 
@@ -115,6 +116,10 @@ pub async fn classify(
     let c = body(b)?;
     if !CLASSIFICATIONS.contains(&c.classification.as_str()) {
         return Err(ApiError::bad("invalid_classification", format!("expected one of {}", CLASSIFICATIONS.join(", "))));
+    }
+    let rank = |c: &str| CLASSIFICATIONS.iter().position(|x| *x == c).unwrap_or(0);
+    if caller.0.role == "supervisor" && rank(&c.classification) < rank(&r.classification) {
+        return Err(ApiError::Forbidden(format!("a supervisor may raise the classification, not lower it from {}", r.classification)));
     }
     let why = reason(c.reason, true)?.unwrap_or_default();
     Ok(Json(present(&st, st.catalog.set_classification(&r.id, &c.classification, &why, &caller.0.name).await?)))

@@ -3,6 +3,8 @@
 //! their SQL (`sql.rs`). Times are integer microseconds UTC; every multi-row change is one
 //! transaction, and every custody append serializes on the chain head.
 
+pub mod access;
+mod access_sql;
 pub mod cases;
 mod cases_sql;
 pub mod custody;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use access::{AccessRecords, AuditFilter, Grant, NewSession, Session};
 pub use cases::{Case, CaseRecords, CaseUpdate, NewCase};
 pub use custody::{Checkpoint, CustodyRecords, NodeKey, Timestamp};
 pub use postgres::PgCatalog;
@@ -422,6 +425,9 @@ pub struct RecordingFilter {
     pub scope_unit: Option<String>,
     /// Caller scope: only this officer's recordings.
     pub scope_officer: Option<String>,
+    /// Caller scope: `state_secret` recordings only where this principal holds a grant (None =
+    /// all of them, for archivists and auditors, who see their metadata).
+    pub scope_grantee: Option<String>,
     /// Continue after this (sort_at, id).
     pub after: Option<(i64, String)>,
     /// Page size.
@@ -489,7 +495,9 @@ pub struct QueueDepth {
 
 /// The catalog boundary. Both backends pass the same conformance suite (`tests/it/catalog.rs`).
 #[async_trait]
-pub trait Catalog: CustodyRecords + CaseRecords + RecordingUpdates + RetentionRecords + ReportRecords + Send + Sync {
+pub trait Catalog:
+    AccessRecords + CustodyRecords + CaseRecords + RecordingUpdates + RetentionRecords + ReportRecords + Send + Sync
+{
     /// Backend name for messages (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
     /// Cheap liveness probe for `/readyz`.

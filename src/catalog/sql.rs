@@ -707,6 +707,10 @@ macro_rules! impl_catalog {
                     qb.push(" AND (unit = ").push_bind(u.clone());
                     qb.push(" OR unit LIKE ").push_bind(format!("{}/%", like_escape(u))).push(" ESCAPE '\\')");
                 }
+                if let Some(g) = &f.scope_grantee {
+                    qb.push(" AND (classification <> 'state_secret' OR EXISTS (SELECT 1 FROM grants g WHERE g.recording_id = recordings.id AND g.principal = ");
+                    qb.push_bind(g.clone()).push("))");
+                }
                 if let Some(c) = &f.case {
                     qb.push(" AND EXISTS (SELECT 1 FROM case_links l WHERE l.recording_id = recordings.id AND l.case_id = ");
                     qb.push_bind(c.clone()).push(")");

@@ -59,3 +59,4 @@ super::updates_sql::impl_recording_updates!(SqliteCatalog, Sqlite);
 super::retention_sql::impl_retention_records!(SqliteCatalog, Sqlite);
 super::cases_sql::impl_case_records!(SqliteCatalog, Sqlite);
 super::report_sql::impl_report_records!(SqliteCatalog, Sqlite);
+super::access_sql::impl_access_records!(SqliteCatalog, Sqlite);

@@ -81,7 +81,32 @@ pub mod kind {
     pub const CASE_CREATED: &str = "case_created";
     /// A case's title or status changed (closed or reopened).
     pub const CASE_UPDATED: &str = "case_updated";
+    /// An archivist granted a principal explicit access to a `state_secret` recording.
+    pub const GRANTED: &str = "granted";
+    /// An explicit grant was withdrawn.
+    pub const GRANT_REVOKED: &str = "grant_revoked";
+    /// A principal opened a console session (security event).
+    pub const SIGNED_IN: &str = "signed_in";
+    /// A console session was ended by its principal (security event).
+    pub const SIGNED_OUT: &str = "signed_out";
+    /// A presented token or sign-in was refused (security event; actor `anonymous`).
+    pub const AUTH_FAILED: &str = "auth_failed";
 }
+
+/// The kinds `GET /api/v1/audit` shows: accesses to footage and security events.
+pub const AUDIT_KINDS: [&str; 11] = [
+    kind::ACCESSED,
+    kind::DOWNLOADED,
+    kind::EXPORTED,
+    kind::CLIPPED,
+    kind::GRANTED,
+    kind::GRANT_REVOKED,
+    kind::SIGNED_IN,
+    kind::SIGNED_OUT,
+    kind::AUTH_FAILED,
+    kind::PRINCIPAL,
+    kind::CLASSIFIED,
+];
 
 /// One custody entry as hashed: every column but `hash`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

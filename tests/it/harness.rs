@@ -62,7 +62,12 @@ where
 
 /// SHA-256 of a file, hex.
 pub fn sha256_file(p: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+    sha256_bytes(&std::fs::read(p).unwrap())
+}
+
+/// SHA-256 (hex) of bytes.
+pub fn sha256_bytes(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
 }
 
 /// Writes `size` deterministic pseudo-random bytes derived from `seed`.
@@ -455,9 +460,11 @@ impl Daemon {
         self.get_as(path, &self.token).await
     }
 
-    /// GET with a specific token (or none when empty).
+    /// GET with a specific token (or none when empty), giving a reason (`X-Access-Reason`) so
+    /// classified recordings open too; tests of the reason rule itself use [`Daemon::call`].
     pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
-        let mut r = reqwest::Client::new().get(format!("http://127.0.0.1:{}{path}", self.port));
+        let mut r =
+            reqwest::Client::new().get(format!("http://127.0.0.1:{}{path}", self.port)).header("x-access-reason", "integration%20test");
         if !token.is_empty() {
             r = r.bearer_auth(token);
         }

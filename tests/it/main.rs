@@ -3,16 +3,19 @@
 //! backend; `daemon` drives `evidenced run` end to end; `cli` the one-shot commands; `systemd`
 //! the unit and the notify protocol.
 
+mod access;
 mod bagit;
 mod cases;
 mod catalog;
 mod cli;
+mod console;
 mod custody;
 mod daemon;
 mod events;
 mod harness;
 mod media;
 mod media_worker;
+mod oidc;
 mod ops;
 mod principals;
 mod reports;

@@ -100,6 +100,7 @@ async fn corrections_classification_category_and_holds_are_logged_and_role_check
             .get(&url)
             .bearer_auth(&d.token)
             .header("Range", format!("bytes={from}-{}", from + 99))
+            .header("X-Access-Reason", "review")
             .send()
             .await
             .unwrap();
