@@ -187,12 +187,34 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         Ok(n) => tracing::info!(aborted = n, "aborted stray multipart uploads of this node"),
         Err(e) => tracing::warn!(error = %e, "cannot sweep stray uploads now; journaled ones are aborted on retry"),
     }
+    // Claim the node id before touching its leases: a second live process with the same id
+    // would otherwise release the first one's jobs.
+    let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let me = crate::catalog::NodeInfo {
+        id: node.clone(),
+        instance: format!("{hostname}/{}/{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        hostname,
+        api_listen: cfg.api.listen.clone(),
+        heartbeat_every: i64::try_from(cfg.node.heartbeat.as_micros()).unwrap_or(i64::MAX),
+    };
+    register(catalog.as_ref(), &me, cfg.node.heartbeat, &stop)
+        .await
+        .with_context(|| format!("cannot register node {node:?} (node.id in {})", cfg.source))?;
     match catalog.release_leases(&node).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(jobs = n, "resuming jobs this node left unfinished"),
         Err(e) => tracing::warn!(error = %e, "cannot release old leases; they expire on their own"),
     }
     let metrics = Arc::new(Metrics::new());
+    metrics
+        .node_info
+        .get_or_create(&vec![
+            ("node".into(), me.id.clone()),
+            ("version".into(), me.version.clone()),
+            ("instance".into(), me.instance.clone()),
+        ])
+        .set(1);
     let ingestor = ingestor(&cfg, catalog.clone(), store.clone(), metrics.clone(), node.clone());
 
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
@@ -289,7 +311,7 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
     let app = crate::api::router(crate::api::AppState {
         catalog: catalog.clone(),
         store: store.clone(),
-        metrics,
+        metrics: metrics.clone(),
         policy: Arc::new(policy),
         worm,
         access: Arc::new(crate::api::access::AccessSettings::new(&cfg.api)),
@@ -297,15 +319,9 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
     })
     // Failed bearer checks are counted per client address (429 after too many).
     .layer(axum::Extension(Arc::new(crate::api::auth::FailureLimiter::default())));
-    let server = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
-                tracing::error!(error = %e, "API server failed");
-            }
-        })
-    };
+    let server = tokio::spawn(crate::server::serve(listener, app, cfg.api.header_timeout, Duration::from_secs(2), stop.clone()));
+
+    tasks.push(tokio::spawn(heartbeat(catalog.clone(), me.clone(), cfg.node.heartbeat, metrics.clone(), stop.clone())));
 
     sd.send(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("running")]);
     if let Some(every) = watchdog {
@@ -342,8 +358,88 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         Err(_) => tracing::warn!("the stop checkpoint took too long; verify will warn about the newest entries"),
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), catalog.node_stopped(&me.id, &me.instance)).await {
+        tracing::warn!(error = %e, "cannot record the clean stop; the node will show as lost");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Registers this process under its node id. The id may still look alive for a while after its
+/// previous process died: a predecessor on this host whose process is gone (a crash, `kill -9`)
+/// is replaced at once; otherwise we wait until its heartbeat is three intervals old, and give
+/// up if it keeps beating (a second live process with the same id, which must not run).
+async fn register(catalog: &dyn Catalog, me: &crate::catalog::NodeInfo, every: Duration, stop: &CancellationToken) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + every * 3 + Duration::from_secs(1);
+    let mut replace: Option<String> = None;
+    loop {
+        match catalog.register_node(me, replace.as_deref()).await {
+            Ok(()) => return Ok(()),
+            Err(catalog::CatalogError::Refused(msg)) => {
+                let holder = catalog.nodes().await?.into_iter().find(|n| n.id == me.id).map(|n| n.instance);
+                if let Some(old) = holder.filter(|old| predecessor_is_gone(old, &me.hostname)) {
+                    if replace.as_deref() != Some(old.as_str()) {
+                        tracing::info!(previous = %old, "replacing this node's previous process, which is gone");
+                        replace = Some(old);
+                        continue;
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!(msg);
+                }
+                tracing::warn!("{msg}; waiting for its heartbeat to expire");
+                tokio::select! {
+                    _ = stop.cancelled() => anyhow::bail!("stopped while waiting to register"),
+                    _ = tokio::time::sleep(every.min(Duration::from_secs(2))) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether instance `HOST/PID/…` ran on this host in a process that no longer exists.
+fn predecessor_is_gone(instance: &str, hostname: &str) -> bool {
+    let mut parts = instance.splitn(3, '/');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<i32>().ok())) else { return false };
+    if host != hostname || pid <= 0 || pid as u32 == std::process::id() {
+        return false;
+    }
+    // Signal 0 checks existence only. ESRCH: no such process.
+    let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+    !alive
+}
+
+/// Records this node's heartbeat every `every` until `stop`, and refreshes the node gauges. A
+/// missed beat is logged and counted; another instance taking the id over is logged as an error
+/// (it should not happen: registration refuses a live duplicate).
+async fn heartbeat(
+    catalog: Arc<dyn Catalog>,
+    me: crate::catalog::NodeInfo,
+    every: Duration,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match catalog.node_heartbeat(&me.id, &me.instance).await {
+            Ok(true) => {}
+            Ok(false) => {
+                metrics.heartbeat_failures.inc();
+                tracing::error!(node = %me.id, "another process has registered this node id; give each node its own node.id");
+            }
+            Err(e) => {
+                metrics.heartbeat_failures.inc();
+                tracing::warn!(error = %e, "cannot record the heartbeat");
+            }
+        }
+        if let Ok(nodes) = catalog.nodes().await {
+            metrics.set_nodes(&nodes);
+        }
+    }
 }
 
 /// Starts a job worker for `handlers` until `stop`, retrying failed jobs after `backoff`,

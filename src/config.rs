@@ -98,12 +98,20 @@ pub struct NodeConfig {
     /// Directory for local state (temporary copies, keys).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// How often the node records that it is alive in the catalog; after three missed beats
+    /// it shows as `lost` (`GET /api/v1/nodes`, `evidenced_nodes{state}`).
+    #[serde(default = "default_heartbeat", with = "humantime_serde_compat")]
+    pub heartbeat: Duration,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { id: default_node_id(), state_dir: default_state_dir() }
+        Self { id: default_node_id(), state_dir: default_state_dir(), heartbeat: default_heartbeat() }
     }
+}
+
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_node_id() -> String {
@@ -251,6 +259,10 @@ pub struct ApiConfig {
     /// How long the signed URLs of an access grant (`POST .../access`) stay valid.
     #[serde(default = "default_grant_ttl", with = "humantime_serde_compat")]
     pub grant_ttl: Duration,
+    /// Deadline for a client's request head (slowloris clients that trickle header bytes are
+    /// disconnected).
+    #[serde(default = "default_header_timeout", with = "humantime_serde_compat")]
+    pub header_timeout: Duration,
     /// Mark the session cookie `Secure` (set it when clients reach the API over HTTPS, e.g.
     /// behind a TLS-terminating proxy; browsers then send the cookie only over HTTPS).
     #[serde(default)]
@@ -259,8 +271,18 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), session_ttl: default_session_ttl(), grant_ttl: default_grant_ttl(), cookie_secure: false }
+        Self {
+            listen: default_listen(),
+            session_ttl: default_session_ttl(),
+            grant_ttl: default_grant_ttl(),
+            header_timeout: default_header_timeout(),
+            cookie_secure: false,
+        }
     }
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_session_ttl() -> Duration {
@@ -834,6 +856,12 @@ impl Config {
             let secret = std::fs::read_to_string(f)
                 .map_err(|e| self.key_err("store.secret_access_key_file", format!("cannot read {}: {e}", f.display())))?;
             self.store.secret_access_key = Some(secret.trim().to_string());
+        }
+        if self.node.heartbeat < Duration::from_millis(200) || self.node.heartbeat > Duration::from_secs(300) {
+            return Err(self.key_err("node.heartbeat", "must be between 200ms and 5m"));
+        }
+        if self.api.header_timeout < Duration::from_millis(100) || self.api.header_timeout > Duration::from_secs(300) {
+            return Err(self.key_err("api.header_timeout", "must be between 100ms and 5m"));
         }
         if self.api.session_ttl < Duration::from_secs(60) || self.api.session_ttl > Duration::from_secs(30 * 86_400) {
             return Err(self.key_err("api.session_ttl", "must be between 1m and 30d"));

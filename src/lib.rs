@@ -15,5 +15,6 @@ pub mod media;
 pub mod metrics;
 pub mod ops;
 pub mod retention;
+pub mod server;
 pub mod store;
 pub mod watch;

@@ -1,8 +1,10 @@
-//! Prometheus metrics: files and bytes ingested, ingest duration, errors, queue depths. One
+//! Prometheus metrics: files and bytes ingested, ingest duration, errors, queue depths, node
+//! identity and the liveness of the nodes sharing the catalog. One
 //! registry per process, rendered by `GET /metrics`.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -33,6 +35,12 @@ pub struct Metrics {
     pub fixity_checks: Counter,
     /// Stored objects that failed a fixity check (missing or different bytes): alert on any.
     pub fixity_failures: Counter,
+    /// This process: 1, labelled with its node id, version and instance.
+    pub node_info: Family<Vec<(String, String)>, Gauge>,
+    /// Nodes sharing the catalog by state (`alive`, `lost`, `stopped`): alert on `lost`.
+    pub nodes: Family<Vec<(String, String)>, Gauge>,
+    /// Failed heartbeats of this node (catalog unreachable, or its id taken over).
+    pub heartbeat_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -56,6 +64,9 @@ impl Metrics {
         let jobs_running = Gauge::default();
         let fixity_checks = Counter::default();
         let fixity_failures = Counter::default();
+        let node_info = Family::<Vec<(String, String)>, Gauge>::default();
+        let nodes = Family::<Vec<(String, String)>, Gauge>::default();
+        let heartbeat_failures = Counter::default();
         registry.register("files_ingested", "Originals archived as new recordings", files_ingested.clone());
         registry.register("bytes_ingested", "Bytes of originals archived", bytes_ingested.clone());
         registry.register("ingest_duration_seconds", "Time from pick-up to catalog commit", ingest_seconds.clone());
@@ -67,6 +78,9 @@ impl Metrics {
         registry.register("jobs_running", "Jobs currently leased", jobs_running.clone());
         registry.register("fixity_checks", "Recordings whose stored objects were re-verified", fixity_checks.clone());
         registry.register("fixity_failures", "Stored objects that failed a fixity check", fixity_failures.clone());
+        registry.register("node_info", "This node: id, version and process instance", node_info.clone());
+        registry.register("nodes", "Nodes sharing the catalog, by liveness state", nodes.clone());
+        registry.register("node_heartbeat_failures", "Heartbeats this node could not record", heartbeat_failures.clone());
         Self {
             registry,
             files_ingested,
@@ -80,6 +94,17 @@ impl Metrics {
             jobs_running,
             fixity_checks,
             fixity_failures,
+            node_info,
+            nodes,
+            heartbeat_failures,
+        }
+    }
+
+    /// Sets `evidenced_nodes{state}` from a listing of the catalog's nodes.
+    pub fn set_nodes(&self, nodes: &[crate::catalog::NodeStatus]) {
+        for state in ["alive", "lost", "stopped"] {
+            let n = nodes.iter().filter(|n| n.state == state).count() as i64;
+            self.nodes.get_or_create(&vec![("state".to_string(), state.to_string())]).set(n);
         }
     }
 

@@ -81,12 +81,36 @@ impl Default for AccessSettings {
 // --- sessions -----------------------------------------------------------------------------------
 
 /// Body of `POST /api/v1/session`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignIn {
     /// The principal's token (`evd_…`); missing or empty is 401 like a missing bearer token.
     #[serde(default)]
     token: String,
+}
+
+/// A session as `GET`/`POST /api/v1/session` answer it (for the API description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SessionView {
+    /// Who signed in.
+    principal: SessionPrincipal,
+    /// When the session (or the token behind a bearer request) expires, RFC 3339; null: never.
+    expires_at: Option<String>,
+}
+
+/// The principal of a [`SessionView`].
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SessionPrincipal {
+    /// Name.
+    name: String,
+    /// Role.
+    role: String,
+    /// Unit subtree; empty = everything.
+    unit: String,
+    /// Officer id (role officer).
+    officer: Option<String>,
 }
 
 fn session_json(p: &Principal, expires_at: i64) -> serde_json::Value {
@@ -112,6 +136,23 @@ fn client_details(client: &Client, headers: &HeaderMap) -> serde_json::Value {
 
 /// `POST /api/v1/session` `{"token"}`: signs in (custody `signed_in`) and sets the session
 /// cookie; a wrong token is 401 and counts as a failed authentication like a bad bearer token.
+#[utoipa::path(
+    post,
+    path = "/session",
+    tag = "access",
+    operation_id = "sign_in",
+    summary = "Sign in to the console",
+    description = "Exchanges a token for the session cookie `evidenced_session` (HttpOnly, SameSite=Strict); custody \
+                   `signed_in`. A wrong or missing token is 401 and counts as a failed authentication.",
+    request_body = SignIn,
+    responses(
+        (status = 200, description = "Signed in", body = SessionView,
+            headers(("Set-Cookie" = String, description = "`evidenced_session=…; Path=/; HttpOnly; SameSite=Strict; Max-Age=…`"))),
+        (status = 400, description = "`invalid_body`", body = super::error::ErrorBody),
+        (status = 429, description = "`too_many_failures`: locked out after repeated failed authentications", body = super::error::ErrorBody),
+    ),
+    security(()),
+)]
 pub async fn sign_in(State(st): State<AppState>, client: Client, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     if let Some(resp) = client.lockout() {
         return Ok(resp);
@@ -156,6 +197,15 @@ pub async fn sign_in(State(st): State<AppState>, client: Client, headers: Header
 }
 
 /// `GET /api/v1/session`: who the caller is (by cookie or bearer token).
+#[utoipa::path(
+    get,
+    path = "/session",
+    tag = "access",
+    operation_id = "get_session",
+    summary = "Who the caller is",
+    description = "The principal behind the session cookie or bearer token, and when it expires.",
+    responses((status = 200, description = "The caller", body = SessionView)),
+)]
 pub async fn whoami(State(st): State<AppState>, caller: Caller, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
     let expires = match super::auth::cookie(&headers, SESSION_COOKIE) {
         Some(id) if !headers.contains_key(header::AUTHORIZATION) => {
@@ -171,6 +221,15 @@ pub async fn whoami(State(st): State<AppState>, caller: Caller, headers: HeaderM
 }
 
 /// `DELETE /api/v1/session`: signs out (custody `signed_out`) and clears the cookie.
+#[utoipa::path(
+    delete,
+    path = "/session",
+    tag = "access",
+    operation_id = "sign_out",
+    summary = "Sign out",
+    description = "Ends the session (custody `signed_out`) and clears the cookie.",
+    responses((status = 204, description = "Signed out", headers(("Set-Cookie" = String, description = "The cleared cookie")))),
+)]
 pub async fn sign_out(State(st): State<AppState>, caller: Caller, client: Client, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(id) = super::auth::cookie(&headers, SESSION_COOKIE) {
         st.catalog.end_session(&token_hash(id), &caller.0.name, client_details(&client, &headers)).await?;
@@ -225,7 +284,7 @@ fn check(key: &[u8], token: &str, now: i64) -> Option<Claims> {
 }
 
 /// Body of `POST .../access`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AccessRequest {
     /// Why (required for classified recordings).
@@ -233,9 +292,55 @@ struct AccessRequest {
     reason: Option<String>,
 }
 
+/// The answer of `POST /api/v1/recordings/{id}/access` (for the API description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct AccessGrant {
+    /// The recording.
+    recording_id: String,
+    /// Signed URL of the proxy; null while there is none.
+    proxy_url: Option<String>,
+    /// Signed URL of the poster; null while there is none.
+    poster_url: Option<String>,
+    /// Signed URL of the original, for roles that may download it; else null.
+    original_url: Option<String>,
+    /// When the URLs stop working, RFC 3339.
+    expires_at: String,
+    /// Sequence number of the custody event that recorded the access.
+    access_seq: i64,
+}
+
+/// The explicit grants of a recording (for the API description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct RecordingGrants {
+    /// The recording (absent in the answer of `PUT .../grants/{principal}`).
+    recording_id: Option<String>,
+    /// Its grants.
+    grants: Vec<crate::catalog::Grant>,
+}
+
 /// `POST /api/v1/recordings/{id}/access` `{"reason"}`: records one audited access (`accessed`,
 /// `what: "grant"`) and answers signed `proxy_url`, `poster_url` and (for roles that may
 /// download originals) `original_url`, valid for `api.grant_ttl`.
+#[utoipa::path(
+    post,
+    path = "/recordings/{id}/access",
+    tag = "access",
+    operation_id = "grant_access",
+    summary = "An audited access grant",
+    description = "Records one access (custody `accessed`, `what: grant`) and answers short-lived signed URLs \
+                   (`…?grant=…`) for the proxy, the poster and, for supervisors, archivists and auditors, the original, \
+                   valid for `api.grant_ttl`. The body is optional; classified recordings need its `reason`.",
+    params(("id" = String, Path, description = "Recording id")),
+    request_body = Option<AccessRequest>,
+    responses(
+        (status = 200, description = "The signed URLs", body = AccessGrant),
+        (status = 400, description = "`invalid_body` or `invalid_reason`", body = super::error::ErrorBody),
+        (status = 403, description = "`reason_required` or `grant_required`", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn grant_access(
     State(st): State<AppState>,
     caller: Caller,
@@ -399,7 +504,7 @@ impl MediaAccess {
 // --- explicit grants of state secrets -----------------------------------------------------------
 
 /// Body of `PUT`/`DELETE .../grants/{principal}`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GrantRequest {
     /// Why (required to grant).
@@ -433,6 +538,28 @@ async fn grant_request(
 /// `PUT /api/v1/recordings/{id}/grants/{principal}` `{"reason"}` (archivist): explicit access to
 /// a `state_secret` recording (custody `granted`). An archivist cannot grant to themself: a
 /// second person decides who reads a state secret.
+#[utoipa::path(
+    put,
+    path = "/recordings/{id}/grants/{principal}",
+    tag = "access",
+    operation_id = "put_grant",
+    summary = "Grant a state secret",
+    description = "Explicit access of one principal to a `state_secret` recording, with a reason (archivist; not to \
+                   themself); custody `granted`.",
+    params(
+        ("id" = String, Path, description = "Recording id"),
+        ("principal" = String, Path, description = "The principal's name (or OIDC subject)"),
+    ),
+    request_body = GrantRequest,
+    responses(
+        (status = 200, description = "Granted already; the recording's grants", body = RecordingGrants),
+        (status = 201, description = "Granted; the recording's grants", body = RecordingGrants),
+        (status = 400, description = "`invalid_principal`, `reason_required`, `invalid_reason` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an archivist, or `self_grant`", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+        (status = 409, description = "`not_state_secret`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn put_grant(
     State(st): State<AppState>,
     caller: Caller,
@@ -457,6 +584,26 @@ pub async fn put_grant(
 
 /// `DELETE /api/v1/recordings/{id}/grants/{principal}` (archivist): withdraws a grant (custody
 /// `grant_revoked`); signed URLs made under it stop working at once.
+#[utoipa::path(
+    delete,
+    path = "/recordings/{id}/grants/{principal}",
+    tag = "access",
+    operation_id = "delete_grant",
+    summary = "Withdraw a grant",
+    description = "Archivist; custody `grant_revoked`. Signed URLs made under the grant stop working at once. The body \
+                   with a reason is optional.",
+    params(
+        ("id" = String, Path, description = "Recording id"),
+        ("principal" = String, Path, description = "The principal's name (or OIDC subject)"),
+    ),
+    request_body = Option<GrantRequest>,
+    responses(
+        (status = 204, description = "Withdrawn"),
+        (status = 400, description = "`invalid_principal`, `invalid_reason` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an archivist", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope, or `no_grant`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn delete_grant(
     State(st): State<AppState>,
     caller: Caller,
@@ -471,6 +618,20 @@ pub async fn delete_grant(
 }
 
 /// `GET /api/v1/recordings/{id}/grants` (archivist, auditor): the explicit grants.
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/grants",
+    tag = "access",
+    operation_id = "list_grants",
+    summary = "A recording's explicit grants",
+    description = "Archivist, auditor.",
+    params(("id" = String, Path, description = "Recording id")),
+    responses(
+        (status = 200, description = "The grants", body = RecordingGrants),
+        (status = 403, description = "Not an archivist or auditor", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn list_grants(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(&["archivist", "auditor"])?;
     let r = visible(&st, &caller, &id).await?;

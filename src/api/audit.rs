@@ -14,7 +14,7 @@ use super::{ApiError, AppState};
 use crate::catalog::AuditFilter;
 use crate::custody::AUDIT_KINDS;
 
-const KEYS: [&str; 7] = ["actor", "recording", "kind", "from", "to", "limit", "cursor"];
+pub(super) const KEYS: [&str; 7] = ["actor", "recording", "kind", "from", "to", "limit", "cursor"];
 
 /// Parses the audit query (`actor`, `recording`, `kind` (comma-separated), `from`, `to`,
 /// `limit` 1–500, `cursor`).
@@ -50,6 +50,29 @@ fn filter_from(q: &HashMap<String, String>) -> Result<AuditFilter, ApiError> {
 
 /// `GET /api/v1/audit?actor=&recording=&kind=&from=&to=&limit=&cursor=` → `{"items": [custody
 /// events], "next_cursor"}`.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "custody",
+    operation_id = "list_audit_events",
+    summary = "The audit trail",
+    description = "Accesses to footage and security events (sign-ins, failed authentications, grants, principal \
+                   changes), newest first, with cursor paging (auditors; scoped to the auditor's unit).",
+    params(
+        ("actor" = Option<String>, Query, description = "Who (a principal name)"),
+        ("recording" = Option<String>, Query, description = "Recording id"),
+        ("kind" = Option<String>, Query, description = "Custody kinds, comma-separated (`accessed`, `downloaded`, `signed_in`, ...)"),
+        ("from" = Option<String>, Query, format = DateTime, description = "At or after this RFC 3339 time"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Before this RFC 3339 time"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of custody events", body = super::openapi::AuditPage),
+        (status = 400, description = "`unknown_parameter`, `invalid_parameter` or `invalid_cursor`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an auditor", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,

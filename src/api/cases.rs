@@ -86,7 +86,7 @@ fn body_of<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 }
 
 /// Body of `POST /api/v1/cases`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCase {
     /// The agency's case number.
@@ -99,7 +99,7 @@ pub struct CreateCase {
 }
 
 /// Body of `PATCH /api/v1/cases/{id}` (and of `PUT`, which creates the case when it is new).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeCase {
     /// New title.
@@ -111,14 +111,39 @@ pub struct ChangeCase {
 }
 
 /// Body of link and unlink (optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkBody {
     /// Why (recorded in the custody event).
     reason: Option<String>,
 }
 
+/// Whether a link changed (for the API description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Linked {
+    /// `PUT`: true when the recording was linked now, false when it already was.
+    linked: Option<bool>,
+    /// `DELETE`: true when the recording was unlinked now, false when it was not linked.
+    unlinked: Option<bool>,
+}
+
 /// `POST /api/v1/cases`: 201 with the new case; 409 `case_exists`.
+#[utoipa::path(
+    post,
+    path = "/cases",
+    tag = "cases",
+    operation_id = "create_case",
+    summary = "Create a case",
+    description = "Supervisor, archivist; custody `case_created`. The unit defaults to the caller's and must lie within it.",
+    request_body = CreateCase,
+    responses(
+        (status = 201, description = "The new case", body = Case),
+        (status = 400, description = "`invalid_case_id` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not create cases, or the unit is outside the caller's", body = super::error::ErrorBody),
+        (status = 409, description = "`case_exists`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -137,6 +162,24 @@ pub async fn create(
 const LIST_KEYS: [&str; 3] = ["status", "limit", "cursor"];
 
 /// `GET /api/v1/cases?status=&limit=&cursor=`: by id, `{"items": [...], "next_cursor": ...}`.
+#[utoipa::path(
+    get,
+    path = "/cases",
+    tag = "cases",
+    operation_id = "list_cases",
+    summary = "List cases",
+    description = "By id, with cursor paging (supervisor, archivist, auditor).",
+    params(
+        ("status" = Option<String>, Query, description = "`open` or `closed`"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of cases", body = super::openapi::CasePage),
+        (status = 400, description = "`unknown_parameter`, `invalid_parameter` or `invalid_cursor`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not read cases", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,
@@ -181,12 +224,42 @@ async fn existing(st: &AppState, id: &str) -> Result<Case, ApiError> {
 }
 
 /// `GET /api/v1/cases/{id}`.
+#[utoipa::path(
+    get,
+    path = "/cases/{id}",
+    tag = "cases",
+    operation_id = "get_case",
+    summary = "One case",
+    description = "Supervisor, archivist, auditor; its recordings are at `GET /api/v1/cases/{id}/recordings`.",
+    params(("id" = String, Path, description = "Case id (the agency's case number)")),
+    responses(
+        (status = 200, description = "The case", body = Case),
+        (status = 403, description = "The role may not read cases", body = super::error::ErrorBody),
+        (status = 404, description = "`case_not_found`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn get_one(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Case>, ApiError> {
     caller.require(&READERS)?;
     Ok(Json(existing(&st, &id).await?))
 }
 
 /// `PATCH /api/v1/cases/{id}` `{"title"?, "status"?}`.
+#[utoipa::path(
+    patch,
+    path = "/cases/{id}",
+    tag = "cases",
+    operation_id = "update_case",
+    summary = "Change a case",
+    description = "Title and/or status (supervisor, archivist); custody `case_updated`. The unit cannot change.",
+    params(("id" = String, Path, description = "Case id")),
+    request_body = ChangeCase,
+    responses(
+        (status = 200, description = "The case", body = Case),
+        (status = 400, description = "`invalid_status` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not change cases", body = super::error::ErrorBody),
+        (status = 404, description = "`case_not_found`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn update(
     State(st): State<AppState>,
     caller: Caller,
@@ -207,6 +280,22 @@ pub async fn update(
 
 /// `PUT /api/v1/cases/{id}` `{"title"?, "status"?, "unit"?}` (the CONTRACT's form): creates the
 /// case when it is new (201), else updates it like `PATCH` (200).
+#[utoipa::path(
+    put,
+    path = "/cases/{id}",
+    tag = "cases",
+    operation_id = "put_case",
+    summary = "Create or update a case",
+    description = "Creates the case when it is new (201), else updates it like `PATCH` (200); supervisor, archivist.",
+    params(("id" = String, Path, description = "Case id")),
+    request_body = ChangeCase,
+    responses(
+        (status = 200, description = "Updated", body = Case),
+        (status = 201, description = "Created", body = Case),
+        (status = 400, description = "`invalid_case_id`, `invalid_status` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not change cases, or the unit is outside the caller's", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn put(
     State(st): State<AppState>,
     caller: Caller,
@@ -241,6 +330,22 @@ pub async fn put(
 
 /// `GET /api/v1/cases/{id}/recordings`: the case's recordings the caller may see, newest first,
 /// with the filters and cursor paging of `GET /api/v1/recordings`.
+#[utoipa::path(
+    get,
+    path = "/cases/{id}/recordings",
+    tag = "cases",
+    operation_id = "list_case_recordings",
+    summary = "A case's recordings",
+    description = "The case's recordings the caller may see, newest first, with the filters and paging of \
+                   `GET /api/v1/recordings` (supervisor, archivist, auditor).",
+    params(("id" = String, Path, description = "Case id"), super::recordings::RecordingQuery),
+    responses(
+        (status = 200, description = "A page of recordings", body = super::recordings::RecordingPage),
+        (status = 400, description = "`unknown_parameter`, `invalid_parameter` or `invalid_cursor`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not read cases", body = super::error::ErrorBody),
+        (status = 404, description = "`case_not_found`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn recordings(
     State(st): State<AppState>,
     caller: Caller,
@@ -283,6 +388,22 @@ async fn link_target(st: &AppState, caller: &Caller, id: &str, rid: &str, body: 
 
 /// `PUT /api/v1/cases/{id}/recordings/{rid}` `{"reason"?}`: `{"linked": true}`, or false when
 /// it already was.
+#[utoipa::path(
+    put,
+    path = "/cases/{id}/recordings/{rid}",
+    tag = "cases",
+    operation_id = "link_recording",
+    summary = "Link a recording to a case",
+    description = "Supervisor, archivist; custody `linked`. The body with a reason is optional.",
+    params(("id" = String, Path, description = "Case id"), ("rid" = String, Path, description = "Recording id")),
+    request_body = Option<LinkBody>,
+    responses(
+        (status = 200, description = "`{\"linked\": true}`, or false when it already was", body = Linked),
+        (status = 400, description = "`invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not change links", body = super::error::ErrorBody),
+        (status = 404, description = "`case_not_found`, or no such recording in the caller's scope", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn link(
     State(st): State<AppState>,
     caller: Caller,
@@ -296,6 +417,22 @@ pub async fn link(
 
 /// `DELETE /api/v1/cases/{id}/recordings/{rid}` `{"reason"?}`: `{"unlinked": true}`, or false
 /// when it was not linked.
+#[utoipa::path(
+    delete,
+    path = "/cases/{id}/recordings/{rid}",
+    tag = "cases",
+    operation_id = "unlink_recording",
+    summary = "Unlink a recording from a case",
+    description = "Supervisor, archivist; custody `unlinked`. The body with a reason is optional.",
+    params(("id" = String, Path, description = "Case id"), ("rid" = String, Path, description = "Recording id")),
+    request_body = Option<LinkBody>,
+    responses(
+        (status = 200, description = "`{\"unlinked\": true}`, or false when it was not linked", body = Linked),
+        (status = 400, description = "`invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not change links", body = super::error::ErrorBody),
+        (status = 404, description = "`case_not_found`, or no such recording in the caller's scope", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn unlink(
     State(st): State<AppState>,
     caller: Caller,

@@ -67,6 +67,22 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable code, e.g. `unauthorized`, `not_found`, `invalid_parameter`, `reason_required`.
+    pub code: &'static str,
+    /// Human message (5xx details stay in the log).
+    pub message: String,
+}
+
 impl ApiError {
     /// A 404 with a specific code.
     pub fn missing(code: &'static str, message: impl Into<String>) -> Self {
@@ -133,7 +149,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into())
             }
         };
-        let mut resp = (status, Json(serde_json::json!({"error": {"code": code, "message": message}}))).into_response();
+        let mut resp = (status, Json(ErrorBody { error: ErrorDetail { code, message } })).into_response();
         if let ApiError::RangeNotSatisfiable(size) = self {
             if let Ok(v) = format!("bytes */{size}").parse() {
                 resp.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);

@@ -69,6 +69,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// `GET /api/v1/events` (`?after=SEQ`, `Last-Event-ID: SEQ`; the header wins, as a browser's
 /// `EventSource` reconnects to the same URL with the header added).
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "custody",
+    operation_id = "stream_events",
+    summary = "Live events (Server-Sent Events)",
+    description = "`text/event-stream`: `event: recording`, `id:` a custody sequence number, `data:` the recording as \
+                   `GET /api/v1/recordings/{id}` shows it plus `\"change\"` (the custody kind); keep-alive comments every \
+                   15 s. Resumes after `Last-Event-ID` (or `?after=`), else starts at the chain head. Admins get 403.",
+    params(
+        ("after" = Option<i64>, Query, minimum = 0, description = "Start after this custody sequence number"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this id (wins over `after`)"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`unknown_parameter` or `invalid_parameter`", body = super::error::ErrorBody),
+        (status = 403, description = "The role sees no footage", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn stream(
     State(st): State<AppState>,
     caller: Caller,

@@ -13,6 +13,25 @@ use super::{ApiError, AppState};
 use crate::catalog::{Clip, NewClip};
 
 /// `GET /api/v1/recordings/{id}/proxy` (a caller, or a signed URL from an access grant).
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/proxy",
+    tag = "media",
+    operation_id = "get_proxy",
+    summary = "The browser-playable proxy",
+    description = "The proxy (`video/mp4`, or `audio/mp4` for audio), with byte ranges and a strong ETag; for a caller \
+                   (audited as `accessed`) or a signed `grant=` URL. 404 `no_proxy` while it is not made yet or when it failed.",
+    params(("id" = String, Path, description = "Recording id"), super::openapi::ReasonHeader, super::openapi::RangeHeaders),
+    responses(
+        (status = 200, description = "The whole proxy", content(("video/mp4"), ("audio/mp4"))),
+        (status = 206, description = "The requested range", content(("video/mp4"), ("audio/mp4"))),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 403, description = "`reason_required`, `grant_required` or `grant_invalid`", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope, or `no_proxy`", body = super::error::ErrorBody),
+        (status = 416, description = "The range lies outside the proxy", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = []), ("grant" = [])),
+)]
 pub async fn proxy(
     State(st): State<AppState>,
     access: MediaAccess,
@@ -31,6 +50,25 @@ pub async fn proxy(
 
 /// `GET /api/v1/recordings/{id}/poster` (a caller, or a signed URL); audio recordings have none
 /// (404 `no_poster`). A poster is a frame of the footage: classified ones need a reason too.
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/poster",
+    tag = "media",
+    operation_id = "get_poster",
+    summary = "The poster frame",
+    description = "A JPEG frame of the footage, for a caller or a signed `grant=` URL; 404 `no_poster` for audio and \
+                   while media is not ready.",
+    params(("id" = String, Path, description = "Recording id"), super::openapi::ReasonHeader, super::openapi::RangeHeaders),
+    responses(
+        (status = 200, description = "The poster", content_type = "image/jpeg"),
+        (status = 206, description = "The requested range", content_type = "image/jpeg"),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 403, description = "`reason_required`, `grant_required` or `grant_invalid`", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope, or `no_poster`", body = super::error::ErrorBody),
+        (status = 416, description = "The range lies outside the poster", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = []), ("grant" = [])),
+)]
 pub async fn poster(
     State(st): State<AppState>,
     access: MediaAccess,
@@ -50,7 +88,7 @@ pub async fn poster(
 }
 
 /// Body of `POST .../clips`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClipRequest {
     /// Range start, ms.
@@ -71,6 +109,26 @@ fn clip_json(c: &Clip) -> serde_json::Value {
 
 /// `POST /api/v1/recordings/{id}/clips`: 201 when the clip is ready within a few seconds,
 /// else 202; it then appears at `GET /api/v1/clips/{id}`.
+#[utoipa::path(
+    post,
+    path = "/recordings/{id}/clips",
+    tag = "media",
+    operation_id = "create_clip",
+    summary = "Make a clip",
+    description = "Cuts `[start_ms, end_ms)` out of the recording (supervisor, archivist): a derivative with its own \
+                   hash and lineage (custody `clipped`). 201 when it is ready within a few seconds, else 202; then see \
+                   `GET /api/v1/clips/{id}`.",
+    params(("id" = String, Path, description = "Recording id")),
+    request_body = ClipRequest,
+    responses(
+        (status = 201, description = "The clip, ready", body = crate::catalog::Clip),
+        (status = 202, description = "The clip, still being made", body = crate::catalog::Clip),
+        (status = 400, description = "`invalid_range`, `invalid_reason` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not make clips, or `reason_required` / `grant_required`", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+        (status = 422, description = "The clip could not be made", body = crate::catalog::Clip),
+    ),
+)]
 pub async fn create_clip(
     State(st): State<AppState>,
     caller: Caller,
@@ -126,6 +184,20 @@ async fn open_clip(st: &AppState, caller: &Caller, id: &str, headers: &HeaderMap
 }
 
 /// `GET /api/v1/clips/{id}`.
+#[utoipa::path(
+    get,
+    path = "/clips/{id}",
+    tag = "media",
+    operation_id = "get_clip",
+    summary = "One clip",
+    description = "A clip and its state (`pending`, `ready`, `failed`), for whoever may open its recording.",
+    params(("id" = String, Path, description = "Clip id"), super::openapi::ReasonHeader),
+    responses(
+        (status = 200, description = "The clip", body = crate::catalog::Clip),
+        (status = 403, description = "`reason_required` or `grant_required`", body = super::error::ErrorBody),
+        (status = 404, description = "No such clip in the caller's scope", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn get_clip(
     State(st): State<AppState>,
     caller: Caller,
@@ -136,6 +208,24 @@ pub async fn get_clip(
 }
 
 /// `GET /api/v1/clips/{id}/media`.
+#[utoipa::path(
+    get,
+    path = "/clips/{id}/media",
+    tag = "media",
+    operation_id = "get_clip_media",
+    summary = "A clip's bytes",
+    description = "The clip (`video/mp4`), audited as `downloaded`; byte ranges, ETag and digests as for the original. \
+                   404 `clip_not_ready` until it is made.",
+    params(("id" = String, Path, description = "Clip id"), super::openapi::ReasonHeader, super::openapi::RangeHeaders),
+    responses(
+        (status = 200, description = "The whole clip", content(("video/mp4"), ("audio/mp4"))),
+        (status = 206, description = "The requested range", content(("video/mp4"), ("audio/mp4"))),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 403, description = "`reason_required` or `grant_required`", body = super::error::ErrorBody),
+        (status = 404, description = "No such clip in the caller's scope, or `clip_not_ready`", body = super::error::ErrorBody),
+        (status = 416, description = "The range lies outside the clip", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn clip_media(
     State(st): State<AppState>,
     caller: Caller,

@@ -9,7 +9,9 @@ mod console;
 pub mod error;
 mod events;
 mod media;
+mod nodes;
 pub mod oidc;
+pub mod openapi;
 mod principals;
 mod recordings;
 mod retention;
@@ -23,6 +25,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -50,45 +54,54 @@ pub struct AppState {
     pub access: Arc<access::AccessSettings>,
 }
 
-/// Builds the router.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/recordings", get(recordings::list))
-        .route("/recordings/{id}", get(recordings::get_one).patch(updates::patch))
-        .route("/recordings/{id}/classification", axum::routing::put(updates::classify))
-        .route("/recordings/{id}/category", axum::routing::put(updates::set_category).delete(updates::clear_category))
-        .route("/recordings/{id}/hold", axum::routing::put(updates::place_hold).delete(updates::lift_hold))
-        .route("/recordings/{id}/original", get(recordings::original))
-        .route("/recordings/{id}/access", axum::routing::post(access::grant_access))
-        .route("/recordings/{id}/grants", get(access::list_grants))
-        .route("/recordings/{id}/grants/{principal}", axum::routing::put(access::put_grant).delete(access::delete_grant))
-        .route("/session", get(access::whoami).post(access::sign_in).delete(access::sign_out))
-        .route("/audit", get(audit::list))
-        .route("/recordings/{id}/custody", get(recordings::custody))
-        .route("/recordings/{id}/proxy", get(media::proxy))
-        .route("/recordings/{id}/poster", get(media::poster))
-        .route("/recordings/{id}/clips", axum::routing::post(media::create_clip))
-        .route("/clips/{id}", get(media::get_clip))
-        .route("/clips/{id}/media", get(media::clip_media))
-        .route("/cases", get(cases::list).post(cases::create))
-        .route("/cases/{id}", get(cases::get_one).patch(cases::update).put(cases::put))
-        .route("/cases/{id}/recordings", get(cases::recordings))
-        .route("/cases/{id}/recordings/{rid}", axum::routing::put(cases::link).delete(cases::unlink))
-        .route("/keys", get(keys))
-        .route("/destructions", get(retention::list))
-        .route("/destructions/{id}", get(retention::get_one))
-        .route("/destructions/{id}/approve", axum::routing::post(retention::approve))
-        .route("/destruction-batches", get(retention::batches))
-        .route("/destruction-batches/{batch}/certificate", get(retention::certificate))
-        .route("/destruction-batches/{batch}/certificate.html", get(retention::certificate_html))
-        .route("/reports/{year}", get(retention::report))
-        .route("/checkpoints", get(checkpoints))
-        .route("/events", get(events::stream))
-        .route("/principals", get(principals::list).post(principals::create))
-        .route("/principals/{name}", get(principals::get_one).delete(principals::revoke))
+/// The `/api/v1` routes, each registered from its handler's `#[utoipa::path]` annotation by
+/// `routes!` (handlers of one path together), so the method and path the router serves are the
+/// ones [`openapi::document`] describes. Register routes here only through `routes!`.
+pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(recordings::list))
+        .routes(routes!(recordings::get_one, updates::patch))
+        .routes(routes!(updates::classify))
+        .routes(routes!(updates::set_category, updates::clear_category))
+        .routes(routes!(updates::place_hold, updates::lift_hold))
+        .routes(routes!(recordings::original))
+        .routes(routes!(access::grant_access))
+        .routes(routes!(access::list_grants))
+        .routes(routes!(access::put_grant, access::delete_grant))
+        .routes(routes!(access::whoami, access::sign_in, access::sign_out))
+        .routes(routes!(audit::list))
+        .routes(routes!(recordings::custody))
+        .routes(routes!(media::proxy))
+        .routes(routes!(media::poster))
+        .routes(routes!(media::create_clip))
+        .routes(routes!(media::get_clip))
+        .routes(routes!(media::clip_media))
+        .routes(routes!(cases::list, cases::create))
+        .routes(routes!(cases::get_one, cases::update, cases::put))
+        .routes(routes!(cases::recordings))
+        .routes(routes!(cases::link, cases::unlink))
+        .routes(routes!(keys))
+        .routes(routes!(retention::list))
+        .routes(routes!(retention::get_one))
+        .routes(routes!(retention::approve))
+        .routes(routes!(retention::batches))
+        .routes(routes!(retention::certificate))
+        .routes(routes!(retention::certificate_html))
+        .routes(routes!(retention::report))
+        .routes(routes!(checkpoints))
+        .routes(routes!(events::stream))
+        .routes(routes!(nodes::list))
+        .routes(routes!(principals::list, principals::create))
+        .routes(routes!(principals::get_one, principals::revoke))
+        .routes(routes!(openapi::serve))
         // Unknown /api routes still demand a valid token first: nothing under /api answers
         // an unauthenticated caller with anything but 401.
-        .fallback(|_caller: auth::Caller| async { ApiError::NotFound });
+        .fallback(|_caller: auth::Caller| async { ApiError::NotFound })
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_routes().split_for_parts();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -102,11 +115,29 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The nodes' public signing keys (SPKI PEM), for anyone checking checkpoints: any valid token.
+#[utoipa::path(
+    get,
+    path = "/keys",
+    tag = "custody",
+    operation_id = "list_node_keys",
+    summary = "The nodes' signing keys",
+    description = "The public keys (SPKI PEM) the nodes sign checkpoints with, for anyone checking them: `{\"keys\": [...]}`.",
+    responses((status = 200, description = "The keys", body = Object)),
+)]
 async fn keys(_caller: auth::Caller, State(st): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     Ok(axum::Json(serde_json::json!({ "keys": st.catalog.node_keys().await? })))
 }
 
 /// Signed checkpoints of the custody chain head (body and base64 signature): any valid token.
+#[utoipa::path(
+    get,
+    path = "/checkpoints",
+    tag = "custody",
+    operation_id = "list_checkpoints",
+    summary = "Signed checkpoints",
+    description = "Signed checkpoints of the custody chain head (body and base64 signature): `{\"checkpoints\": [...]}`.",
+    responses((status = 200, description = "The checkpoints", body = Object)),
+)]
 async fn checkpoints(_caller: auth::Caller, State(st): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     Ok(axum::Json(serde_json::json!({ "checkpoints": st.catalog.checkpoints().await? })))
 }
@@ -135,6 +166,9 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     if let Ok(d) = st.catalog.queue_depth().await {
         st.metrics.jobs_queued.set(d.queued);
         st.metrics.jobs_running.set(d.running);
+    }
+    if let Ok(n) = st.catalog.nodes().await {
+        st.metrics.set_nodes(&n);
     }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], st.metrics.render())
 }

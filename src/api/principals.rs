@@ -19,7 +19,7 @@ use crate::catalog::{CatalogError, Principal};
 const ADMINS: [&str; 1] = ["admin"];
 
 /// A principal as the API shows it (never its token or token hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PrincipalView {
     /// Unique name.
     name: String,
@@ -56,7 +56,7 @@ impl PrincipalView {
 }
 
 /// Body of `POST /api/v1/principals`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePrincipal {
     /// Unique name.
@@ -72,6 +72,24 @@ pub struct CreatePrincipal {
     expires: Option<String>,
 }
 
+/// The principals (for the API description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PrincipalList {
+    /// By name.
+    items: Vec<PrincipalView>,
+}
+
+/// A new principal and its token (for the API description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewPrincipal {
+    /// The principal.
+    principal: PrincipalView,
+    /// Its bearer token (`evd_…`), shown only this once.
+    token: String,
+}
+
 fn not_found(name: &str) -> ApiError {
     ApiError::missing("principal_not_found", format!("no principal {name:?}"))
 }
@@ -81,6 +99,18 @@ async fn find(st: &AppState, name: &str) -> Result<Principal, ApiError> {
 }
 
 /// `GET /api/v1/principals`: `{"items": [...]}` by name.
+#[utoipa::path(
+    get,
+    path = "/principals",
+    tag = "admin",
+    operation_id = "list_principals",
+    summary = "List principals",
+    description = "Admin only; never any token or token hash.",
+    responses(
+        (status = 200, description = "The principals", body = PrincipalList),
+        (status = 403, description = "Not an admin", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn list(caller: Caller, State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(&ADMINS)?;
     let now = crate::catalog::now_micros();
@@ -90,6 +120,22 @@ pub async fn list(caller: Caller, State(st): State<AppState>) -> Result<Json<ser
 
 /// `POST /api/v1/principals`: 201 `{"principal", "token"}` (the only time the token is shown);
 /// 409 `principal_exists`; 400 `invalid_name|role|unit|officer|expires` or `invalid_body`.
+#[utoipa::path(
+    post,
+    path = "/principals",
+    tag = "admin",
+    operation_id = "create_principal",
+    summary = "Create a principal",
+    description = "Admin only; custody `principal`. The answer carries the token, the only time it is shown.",
+    request_body = CreatePrincipal,
+    responses(
+        (status = 201, description = "The principal and its token", body = NewPrincipal),
+        (status = 400, description = "`invalid_name`, `invalid_role`, `invalid_unit`, `invalid_officer`, `invalid_expires` or \
+                                      `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an admin", body = super::error::ErrorBody),
+        (status = 409, description = "`principal_exists`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn create(
     caller: Caller,
     State(st): State<AppState>,
@@ -114,6 +160,20 @@ pub async fn create(
 }
 
 /// `GET /api/v1/principals/{name}`: one principal; 404 `principal_not_found`.
+#[utoipa::path(
+    get,
+    path = "/principals/{name}",
+    tag = "admin",
+    operation_id = "get_principal",
+    summary = "One principal",
+    description = "Admin only.",
+    params(("name" = String, Path, description = "Principal name")),
+    responses(
+        (status = 200, description = "The principal", body = PrincipalView),
+        (status = 403, description = "Not an admin", body = super::error::ErrorBody),
+        (status = 404, description = "`principal_not_found`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn get_one(caller: Caller, State(st): State<AppState>, Path(name): Path<String>) -> Result<Json<PrincipalView>, ApiError> {
     caller.require(&ADMINS)?;
     Ok(Json(PrincipalView::new(find(&st, &name).await?, crate::catalog::now_micros())))
@@ -122,6 +182,21 @@ pub async fn get_one(caller: Caller, State(st): State<AppState>, Path(name): Pat
 /// `DELETE /api/v1/principals/{name}`: revokes at once and answers the principal (revoking a
 /// revoked one changes nothing); 404 `principal_not_found`; 409 `cannot_revoke_self`, so an
 /// admin cannot lock out the last admin by accident.
+#[utoipa::path(
+    delete,
+    path = "/principals/{name}",
+    tag = "admin",
+    operation_id = "revoke_principal",
+    summary = "Revoke a principal",
+    description = "Admin only; at once (custody `principal`). Revoking a revoked principal changes nothing.",
+    params(("name" = String, Path, description = "Principal name")),
+    responses(
+        (status = 200, description = "The revoked principal", body = PrincipalView),
+        (status = 403, description = "Not an admin", body = super::error::ErrorBody),
+        (status = 404, description = "`principal_not_found`", body = super::error::ErrorBody),
+        (status = 409, description = "`cannot_revoke_self`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn revoke(caller: Caller, State(st): State<AppState>, Path(name): Path<String>) -> Result<Json<PrincipalView>, ApiError> {
     caller.require(&ADMINS)?;
     if name == caller.0.name {

@@ -16,7 +16,52 @@ use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::catalog::{ObjectRef, Recording, RecordingFilter};
 
-const FILTER_KEYS: [&str; 11] = ["officer", "device", "unit", "case", "category", "from", "to", "state", "needs_review", "limit", "cursor"];
+pub(super) const FILTER_KEYS: [&str; 11] =
+    ["officer", "device", "unit", "case", "category", "from", "to", "state", "needs_review", "limit", "cursor"];
+
+/// The search filters of `GET /recordings` and `GET /cases/{id}/recordings` as the API
+/// description shows them ([`filter_from`] reads them from the raw query, so that an unknown one
+/// is a 400); a test keeps the two in step with [`FILTER_KEYS`].
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct RecordingQuery {
+    /// Exact officer id.
+    officer: Option<String>,
+    /// Exact device serial.
+    device: Option<String>,
+    /// Unit path; matches the unit and everything below it.
+    unit: Option<String>,
+    /// Case id the recording is linked to.
+    case: Option<String>,
+    /// Retention category.
+    category: Option<String>,
+    /// Started (or, without a start time, archived) at or after this RFC 3339 time.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// Started (or archived) before this RFC 3339 time.
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// `archived`, `pending_destruction` or `destroyed`.
+    state: Option<String>,
+    /// `true` or `false`: flagged for attribution review.
+    needs_review: Option<bool>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of recordings, newest first.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RecordingPage {
+    /// The recordings.
+    items: Vec<Recording>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
+}
 
 /// A page size: 1 to 500, else 400 `invalid_parameter`.
 pub(super) fn parse_limit(v: &str) -> Result<i64, ApiError> {
@@ -83,6 +128,20 @@ fn decode_cursor(c: &str) -> Option<(i64, String)> {
 }
 
 /// `GET /api/v1/recordings`.
+#[utoipa::path(
+    get,
+    path = "/recordings",
+    tag = "recordings",
+    operation_id = "list_recordings",
+    summary = "Search recordings",
+    description = "The recordings the caller may see, newest first, with cursor paging. Admins get 403 (they see no footage).",
+    params(RecordingQuery),
+    responses(
+        (status = 200, description = "A page of recordings", body = RecordingPage),
+        (status = 400, description = "`unknown_parameter`, `invalid_parameter` or `invalid_cursor`", body = super::error::ErrorBody),
+        (status = 403, description = "The role sees no footage", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,
@@ -201,6 +260,22 @@ pub async fn audit(
 }
 
 /// `GET /api/v1/recordings/{id}` (an audited view).
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}",
+    tag = "recordings",
+    operation_id = "get_recording",
+    summary = "One recording",
+    description = "An audited view (custody `accessed`). Classified recordings need a reason (`X-Access-Reason`), \
+                   `state_secret` ones also an explicit grant.",
+    params(("id" = String, Path, description = "Recording id"), super::openapi::ReasonHeader),
+    responses(
+        (status = 200, description = "The recording", body = Recording),
+        (status = 400, description = "`invalid_reason`", body = super::error::ErrorBody),
+        (status = 403, description = "`reason_required` or `grant_required`", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn get_one(
     State(st): State<AppState>,
     caller: Caller,
@@ -214,6 +289,21 @@ pub async fn get_one(
 
 /// `GET /api/v1/recordings/{id}/custody`: its events, for anyone who may open it, and for
 /// auditors (whose role is to read them).
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/custody",
+    tag = "custody",
+    operation_id = "get_recording_custody",
+    summary = "A recording's custody events",
+    description = "Its custody events, oldest first: for anyone who may open the recording (with a reason when \
+                   classified), and for auditors.",
+    params(("id" = String, Path, description = "Recording id"), super::openapi::ReasonHeader),
+    responses(
+        (status = 200, description = "`{\"items\": [custody events]}`", body = super::openapi::CustodyEvents),
+        (status = 403, description = "`reason_required` or `grant_required`", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn custody(
     State(st): State<AppState>,
     caller: Caller,
@@ -254,6 +344,39 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>,
 }
 
 /// `GET /api/v1/recordings/{id}/original`.
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/original",
+    tag = "media",
+    operation_id = "get_original",
+    summary = "The original's bytes",
+    description = "The original as archived (supervisor, archivist, auditor; or a signed `grant=` URL that includes it), \
+                   audited as `downloaded`. Single and suffix byte ranges; strong ETag (its SHA-256); \
+                   `Repr-Digest: sha-256=:<base64>:` always, `Content-Digest` on 200.",
+    params(("id" = String, Path, description = "Recording id"), super::openapi::ReasonHeader, super::openapi::RangeHeaders),
+    responses(
+        (status = 200, description = "The whole original",
+            headers(
+                ("ETag" = String, description = "The quoted SHA-256 (hex) of the bytes"),
+                ("Repr-Digest" = String, description = "`sha-256=:<base64>:` of the whole original"),
+                ("Content-Digest" = String, description = "`sha-256=:<base64>:` of this content"),
+            ),
+            content(("video/*"), ("audio/*"), ("application/octet-stream"))),
+        (status = 206, description = "The requested range",
+            headers(
+                ("ETag" = String, description = "The quoted SHA-256 (hex) of the bytes"),
+                ("Repr-Digest" = String, description = "`sha-256=:<base64>:` of the whole original"),
+                ("Content-Range" = String, description = "`bytes START-END/SIZE`"),
+            ),
+            content(("video/*"), ("audio/*"), ("application/octet-stream"))),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 403, description = "The role may not download originals, `reason_required`, `grant_required` or \
+                                      `grant_invalid`", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+        (status = 416, description = "The range lies outside the original", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = []), ("grant" = [])),
+)]
 pub async fn original(
     State(st): State<AppState>,
     access: MediaAccess,

@@ -19,7 +19,39 @@ use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::catalog::{AnnualReport, DestroyedRecording, Destruction};
 
+/// The destruction queue (for the API description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DestructionQueue {
+    /// The entries.
+    items: Vec<Destruction>,
+    /// Distinct archivists' approvals an entry needs (`retention.approvals`).
+    approvals_required: i64,
+}
+
+/// The destruction batches (for the API description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BatchList {
+    /// Newest first.
+    items: Vec<crate::catalog::DestructionBatch>,
+}
+
 /// `GET /api/v1/destructions?state=pending|destroyed|cancelled`.
+#[utoipa::path(
+    get,
+    path = "/destructions",
+    tag = "retention",
+    operation_id = "list_destructions",
+    summary = "The destruction queue",
+    description = "Entries of the destruction queue (archivist, auditor).",
+    params(("state" = Option<String>, Query, description = "`pending`, `destroyed` or `cancelled`")),
+    responses(
+        (status = 200, description = "The queue", body = DestructionQueue),
+        (status = 400, description = "`unknown_parameter` or `invalid_parameter`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an archivist or auditor", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,
@@ -40,13 +72,27 @@ pub async fn list(
 }
 
 /// `GET /api/v1/destructions/{id}`.
+#[utoipa::path(
+    get,
+    path = "/destructions/{id}",
+    tag = "retention",
+    operation_id = "get_destruction",
+    summary = "One destruction queue entry",
+    description = "Archivist, auditor.",
+    params(("id" = String, Path, description = "Queue entry id")),
+    responses(
+        (status = 200, description = "The entry", body = Destruction),
+        (status = 403, description = "Not an archivist or auditor", body = super::error::ErrorBody),
+        (status = 404, description = "`destruction_not_found`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn get_one(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Destruction>, ApiError> {
     caller.require(&["archivist", "auditor"])?;
     Ok(Json(st.catalog.destruction(&id).await.map_err(|_| ApiError::missing("destruction_not_found", format!("no destruction {id}")))?))
 }
 
 /// Body of an approval.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Approve {
     /// Why (required).
@@ -54,6 +100,24 @@ pub struct Approve {
 }
 
 /// `POST /api/v1/destructions/{id}/approve`.
+#[utoipa::path(
+    post,
+    path = "/destructions/{id}/approve",
+    tag = "retention",
+    operation_id = "approve_destruction",
+    summary = "Approve a destruction",
+    description = "With a reason (archivist). The retention worker destroys an entry once its grace period is over and \
+                   it has `retention.approvals` approvals from different archivists.",
+    params(("id" = String, Path, description = "Queue entry id")),
+    request_body = Approve,
+    responses(
+        (status = 200, description = "The entry with the approval", body = Destruction),
+        (status = 400, description = "`reason_required`, `invalid_reason` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an archivist", body = super::error::ErrorBody),
+        (status = 404, description = "`destruction_not_found`", body = super::error::ErrorBody),
+        (status = 409, description = "`refused`: approved by this archivist already, or no longer pending", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn approve(
     State(st): State<AppState>,
     caller: Caller,
@@ -72,6 +136,18 @@ const BATCH_LIMIT: i64 = 1000;
 
 /// `GET /api/v1/destruction-batches`: the batches of finished destructions, newest first. A caller
 /// scoped to a unit sees the batches (and counts) of its unit's recordings only.
+#[utoipa::path(
+    get,
+    path = "/destruction-batches",
+    tag = "retention",
+    operation_id = "list_destruction_batches",
+    summary = "Destruction batches",
+    description = "The batches of finished destructions, newest first (archivist, auditor; scoped to the caller's unit).",
+    responses(
+        (status = 200, description = "The batches", body = BatchList),
+        (status = 403, description = "Not an archivist or auditor", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn batches(State(st): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(&["archivist", "auditor"])?;
     let mut items = st.catalog.destruction_batches(BATCH_LIMIT).await?;
@@ -141,6 +217,21 @@ async fn certificate_of(st: &AppState, caller: &Caller, batch: &str) -> Result<(
 }
 
 /// `GET /api/v1/destruction-batches/{batch}/certificate`.
+#[utoipa::path(
+    get,
+    path = "/destruction-batches/{batch}/certificate",
+    tag = "retention",
+    operation_id = "get_destruction_certificate",
+    summary = "A batch's destruction certificate",
+    description = "The certificate as JSON, with `certificate_sha256`: the SHA-256 of the RFC 8785 canonical JSON of the \
+                   rest (archivist, auditor).",
+    params(("batch" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, description = "The certificate", body = Object),
+        (status = 403, description = "Not an archivist or auditor", body = super::error::ErrorBody),
+        (status = 404, description = "`batch_not_found`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn certificate(
     State(st): State<AppState>,
     caller: Caller,
@@ -151,6 +242,20 @@ pub async fn certificate(
 
 /// `GET /api/v1/destruction-batches/{batch}/certificate.html`: the same certificate as a printable
 /// page, with the canonical JSON whose SHA-256 it shows printed at the end.
+#[utoipa::path(
+    get,
+    path = "/destruction-batches/{batch}/certificate.html",
+    tag = "retention",
+    operation_id = "get_destruction_certificate_html",
+    summary = "A batch's destruction certificate, printable",
+    description = "The same certificate as a printable HTML page, with the canonical JSON whose SHA-256 it shows.",
+    params(("batch" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 403, description = "Not an archivist or auditor", body = super::error::ErrorBody),
+        (status = 404, description = "`batch_not_found`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn certificate_html(State(st): State<AppState>, caller: Caller, Path(batch): Path<String>) -> Result<Response, ApiError> {
     let (cert, canonical) = certificate_of(&st, &caller, &batch).await?;
     let headers = [
@@ -245,6 +350,23 @@ fn certificate_page(cert: &serde_json::Value, canonical: &str) -> String {
 
 /// `GET /api/v1/reports/{year}[?format=json|csv]`: annual statistics per unit and category
 /// (archivist, auditor; a caller scoped to a unit gets its unit's rows only).
+#[utoipa::path(
+    get,
+    path = "/reports/{year}",
+    tag = "retention",
+    operation_id = "get_annual_report",
+    summary = "Annual statistics",
+    description = "Per unit and category (archivist, auditor; scoped to the caller's unit), as JSON or CSV.",
+    params(
+        ("year" = String, Path, description = "The year, e.g. 2026"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`"),
+    ),
+    responses(
+        (status = 200, description = "The report", content((Object = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "`unknown_parameter` or `invalid_parameter`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an archivist or auditor", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn report(
     State(st): State<AppState>,
     caller: Caller,

@@ -45,7 +45,7 @@ fn field(name: &str, v: &Option<String>) -> Result<(), ApiError> {
 }
 
 /// `PATCH /recordings/{id}` body: only the fields given change.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Patch {
     /// Device serial.
@@ -63,6 +63,23 @@ pub struct Patch {
 }
 
 /// `PATCH /recordings/{id}`: correct attribution (usually of a recording flagged for review).
+#[utoipa::path(
+    patch,
+    path = "/recordings/{id}",
+    tag = "recordings",
+    operation_id = "patch_recording",
+    summary = "Correct attribution",
+    description = "Changes `device`, `officer`, `unit`, `started_at` and/or `needs_review` (supervisor, archivist); \
+                   custody `attributed`. Answers the recording as it is now.",
+    params(("id" = String, Path, description = "Recording id")),
+    request_body = Patch,
+    responses(
+        (status = 200, description = "The corrected recording", body = crate::catalog::Recording),
+        (status = 400, description = "`invalid_field`, `invalid_reason`, `nothing_to_change` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not correct attribution", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn patch(
     State(st): State<AppState>,
     caller: Caller,
@@ -95,7 +112,7 @@ pub async fn patch(
 }
 
 /// `PUT /recordings/{id}/classification` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Classify {
     /// `normal`, `privacy`, `trade_secret` or `state_secret`.
@@ -105,6 +122,23 @@ pub struct Classify {
 }
 
 /// `PUT /recordings/{id}/classification`.
+#[utoipa::path(
+    put,
+    path = "/recordings/{id}/classification",
+    tag = "recordings",
+    operation_id = "set_classification",
+    summary = "Set the classification",
+    description = "`normal`, `privacy`, `trade_secret` or `state_secret`, with a reason (custody `classified`): \
+                   supervisors may raise it, archivists set any level.",
+    params(("id" = String, Path, description = "Recording id")),
+    request_body = Classify,
+    responses(
+        (status = 200, description = "The recording", body = crate::catalog::Recording),
+        (status = 400, description = "`invalid_classification`, `reason_required`, `invalid_reason` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "The role may not classify, or a supervisor lowering it", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn classify(
     State(st): State<AppState>,
     caller: Caller,
@@ -126,7 +160,7 @@ pub async fn classify(
 }
 
 /// `PUT /recordings/{id}/category` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Categorise {
     /// Retention category name (`[retention.categories]`).
@@ -136,6 +170,23 @@ pub struct Categorise {
 }
 
 /// `PUT /recordings/{id}/category`.
+#[utoipa::path(
+    put,
+    path = "/recordings/{id}/category",
+    tag = "retention",
+    operation_id = "set_category",
+    summary = "Set the retention category",
+    description = "A category of `[retention.categories]` (archivist); custody `categorised`.",
+    params(("id" = String, Path, description = "Recording id")),
+    request_body = Categorise,
+    responses(
+        (status = 200, description = "The recording", body = crate::catalog::Recording),
+        (status = 400, description = "`invalid_category`, `invalid_reason` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an archivist", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+        (status = 409, description = "`refused`: the change is not allowed in the recording's state", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn set_category(
     State(st): State<AppState>,
     caller: Caller,
@@ -158,6 +209,21 @@ pub async fn set_category(
 }
 
 /// `DELETE /recordings/{id}/category`: back to `uncategorized`.
+#[utoipa::path(
+    delete,
+    path = "/recordings/{id}/category",
+    tag = "retention",
+    operation_id = "clear_category",
+    summary = "Clear the retention category",
+    description = "Back to `uncategorized` (archivist); custody `categorised`.",
+    params(("id" = String, Path, description = "Recording id")),
+    responses(
+        (status = 200, description = "The recording", body = crate::catalog::Recording),
+        (status = 403, description = "Not an archivist", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+        (status = 409, description = "`refused`: the change is not allowed in the recording's state", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn clear_category(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Recording>, ApiError> {
     caller.require(&["archivist"])?;
     let r = visible(&st, &caller, &id).await?;
@@ -165,7 +231,7 @@ pub async fn clear_category(State(st): State<AppState>, caller: Caller, Path(id)
 }
 
 /// `PUT`/`DELETE /recordings/{id}/hold` body.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hold {
     /// Why (required to place a hold).
@@ -173,6 +239,23 @@ pub struct Hold {
 }
 
 /// `PUT /recordings/{id}/hold`: place a legal hold.
+#[utoipa::path(
+    put,
+    path = "/recordings/{id}/hold",
+    tag = "retention",
+    operation_id = "place_hold",
+    summary = "Place a legal hold",
+    description = "With a reason (archivist); custody `held`. A held recording is never destroyed.",
+    params(("id" = String, Path, description = "Recording id")),
+    request_body = Hold,
+    responses(
+        (status = 200, description = "The recording", body = crate::catalog::Recording),
+        (status = 400, description = "`reason_required`, `invalid_reason` or `invalid_body`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an archivist", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+        (status = 409, description = "`refused`: the change is not allowed in the recording's state", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn place_hold(
     State(st): State<AppState>,
     caller: Caller,
@@ -188,6 +271,23 @@ pub async fn place_hold(
 }
 
 /// `DELETE /recordings/{id}/hold`: lift a legal hold (the body with a reason is optional).
+#[utoipa::path(
+    delete,
+    path = "/recordings/{id}/hold",
+    tag = "retention",
+    operation_id = "lift_hold",
+    summary = "Lift a legal hold",
+    description = "Archivist; custody `hold_released`. The body with a reason is optional.",
+    params(("id" = String, Path, description = "Recording id")),
+    request_body = Option<Hold>,
+    responses(
+        (status = 200, description = "The recording", body = crate::catalog::Recording),
+        (status = 400, description = "`invalid_reason`", body = super::error::ErrorBody),
+        (status = 403, description = "Not an archivist", body = super::error::ErrorBody),
+        (status = 404, description = "No such recording in the caller's scope", body = super::error::ErrorBody),
+        (status = 409, description = "`refused`: the change is not allowed in the recording's state", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn lift_hold(
     State(st): State<AppState>,
     caller: Caller,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{CustodyEvent, Principal, Result};
 
 /// An explicit grant of a `state_secret` recording to one principal.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Grant {
     /// The recording.
     pub recording_id: String,

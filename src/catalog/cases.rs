@@ -33,7 +33,7 @@ pub fn normalize_ids(ids: &[String]) -> Vec<String> {
 }
 
 /// A case as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Case {
     /// The agency's case number.
     pub id: String,

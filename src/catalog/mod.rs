@@ -9,6 +9,8 @@ pub mod cases;
 mod cases_sql;
 pub mod custody;
 mod custody_sql;
+pub mod nodes;
+mod nodes_sql;
 mod postgres;
 pub mod report;
 mod report_sql;
@@ -27,6 +29,7 @@ use serde::Serialize;
 pub use access::{AccessRecords, AuditFilter, Grant, NewSession, Session};
 pub use cases::{Case, CaseRecords, CaseUpdate, NewCase};
 pub use custody::{Checkpoint, CustodyRecords, NodeKey, Timestamp};
+pub use nodes::{NodeInfo, NodeRecords, NodeStatus};
 pub use postgres::PgCatalog;
 pub use report::{AnnualReport, ReportRecords};
 pub use retention::{DestroyedRecording, Destruction, DestructionBatch, RetentionRecords};
@@ -220,7 +223,7 @@ pub enum ArchiveOutcome {
 }
 
 /// A recording as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Recording {
     /// Stable id.
     pub id: String,
@@ -356,7 +359,7 @@ pub struct NewClip {
 }
 
 /// A clip: a derivative with its own hash and lineage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Clip {
     /// Clip id.
     pub id: String,
@@ -390,7 +393,7 @@ pub struct Clip {
 }
 
 /// A sighting as shown on a recording.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SightingView {
     /// Dock name.
     pub dock: String,
@@ -496,7 +499,7 @@ pub struct QueueDepth {
 /// The catalog boundary. Both backends pass the same conformance suite (`tests/it/catalog.rs`).
 #[async_trait]
 pub trait Catalog:
-    AccessRecords + CustodyRecords + CaseRecords + RecordingUpdates + RetentionRecords + ReportRecords + Send + Sync
+    AccessRecords + NodeRecords + CustodyRecords + CaseRecords + RecordingUpdates + RetentionRecords + ReportRecords + Send + Sync
 {
     /// Backend name for messages (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;

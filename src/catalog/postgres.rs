@@ -50,3 +50,4 @@ super::retention_sql::impl_retention_records!(PgCatalog, Postgres);
 super::cases_sql::impl_case_records!(PgCatalog, Postgres);
 super::report_sql::impl_report_records!(PgCatalog, Postgres);
 super::access_sql::impl_access_records!(PgCatalog, Postgres);
+super::nodes_sql::impl_node_records!(PgCatalog, Postgres);

@@ -23,7 +23,7 @@ pub struct Expired {
 }
 
 /// One entry of the destruction queue.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Destruction {
     /// Queue entry id.
     pub id: String,
@@ -52,7 +52,7 @@ pub struct Destruction {
 }
 
 /// One batch of destructions (one pass of the retention worker), as listed for certificates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DestructionBatch {
     /// Batch id (UUIDv7).
     pub batch: String,

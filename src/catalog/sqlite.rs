@@ -60,3 +60,4 @@ super::retention_sql::impl_retention_records!(SqliteCatalog, Sqlite);
 super::cases_sql::impl_case_records!(SqliteCatalog, Sqlite);
 super::report_sql::impl_report_records!(SqliteCatalog, Sqlite);
 super::access_sql::impl_access_records!(SqliteCatalog, Sqlite);
+super::nodes_sql::impl_node_records!(SqliteCatalog, Sqlite);

@@ -356,6 +356,7 @@ async fn every_api_route_needs_credentials() {
         (Method::POST, "/api/v1/session".into()),
         (Method::DELETE, "/api/v1/session".into()),
         (Method::GET, "/api/v1/audit".into()),
+        (Method::GET, "/api/v1/nodes".into()),
         (Method::GET, "/api/v1/no-such-route".into()),
     ];
     for (method, path) in routes {

@@ -367,7 +367,14 @@ impl Daemon {
         let config = dir.join("evidenced.toml");
         std::fs::write(&config, toml).unwrap();
         let mut d = Daemon { dir: dir.to_path_buf(), config, port, token: String::new(), child: None };
-        d.token = d.token_create(&["--name", "sup", "--role", "supervisor"]);
+        // Nodes sharing a catalog each get their own supervisor (`sup`, then `sup-PORT`).
+        let (code, out, err) = d.cli(&["token", "create", "--name", "sup", "--role", "supervisor"]);
+        d.token = if code == 0 {
+            out.lines().last().unwrap().trim().to_string()
+        } else {
+            assert!(err.contains("already exists"), "token create failed: {err}");
+            d.token_create(&["--name", &format!("sup-{port}"), "--role", "supervisor"])
+        };
         d
     }
 

@@ -236,3 +236,43 @@ async fn successful_and_tokenless_requests_are_not_counted() {
     assert_eq!(d.get_as("/api/v1/recordings", "evd_bad19").await.status(), 401);
     assert_eq!(d.get("/api/v1/recordings").await.status(), 429);
 }
+
+/// Slowloris: a client that trickles its request head (a byte every 200 ms, never finishing) is
+/// disconnected once `api.header_timeout` passes, while other clients are served meanwhile.
+#[tokio::test]
+async fn slowloris_clients_are_cut_off_at_the_header_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::configure(dir.path(), &DaemonSpec::station(dir.path()));
+    let cfg = std::fs::read_to_string(&d.config).unwrap().replace("[api]\n", "[api]\nheader_timeout = \"1s\"\n");
+    std::fs::write(&d.config, cfg).unwrap();
+    d.start().await;
+
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", d.port)).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.push(s);
+    }
+    let started = std::time::Instant::now();
+    // Trickle a header byte per client every 200 ms until the server hangs up on each.
+    let mut open: Vec<bool> = vec![true; slow.len()];
+    while open.iter().any(|o| *o) && started.elapsed() < Duration::from_secs(10) {
+        for (s, o) in slow.iter_mut().zip(open.iter_mut()).filter(|(_, o)| **o) {
+            let mut probe = [0u8; 256];
+            match tokio::time::timeout(Duration::from_millis(1), s.read(&mut probe)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => *o = false,
+                Ok(Ok(_)) => *o = false, // an error answer (408) and then the close
+                Err(_) if s.write_all(b"X").await.is_err() => *o = false,
+                Err(_) => {}
+            }
+        }
+        // Meanwhile the server answers others at once.
+        let r = tokio::time::timeout(Duration::from_secs(2), d.get("/healthz")).await.expect("healthz answers during the attack");
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = started.elapsed();
+    assert!(open.iter().all(|o| !*o), "{} slow clients still connected after {took:?}", open.iter().filter(|o| **o).count());
+    assert!(took < Duration::from_secs(5), "cut off after {took:?}, want about the 1 s deadline");
+    assert!(took >= Duration::from_millis(800), "cut off after {took:?}: sooner than the deadline");
+}
