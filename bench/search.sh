@@ -14,7 +14,8 @@
 #   BENCH_RECORDINGS=20000 BENCH_BACKENDS=postgres bench/search.sh   # quick
 #
 # Environment: BENCH_RECORDINGS (1000000), BENCH_BACKENDS ("postgres sqlite"), BENCH_REQUESTS
-# (300 sequential requests per filter after 20 warm-up ones), BENCH_CLIENTS (8),
+# (300 sequential requests per filter after 20 warm-up ones), BENCH_CLIENTS (8), BENCH_PHASE_SECONDS
+# (30: a slow filter's phase stops after this long with at least 10 samples),
 # BENCH_RANGE_SECONDS (15), BENCH_RANGE_CONNECTIONS (64), BENCH_PROXY_SECONDS (60: length of the
 # test video, about 0.6 MiB per second), BENCH_DIR, BENCH_PG (postgres://postgres@127.0.0.1:5432),
 # BENCH_NO_BUILD=1, BENCH_KEEP=1 (keep the work dir and database).
@@ -28,10 +29,10 @@ PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 RANGE_SECONDS=${BENCH_RANGE_SECONDS:-15}
 CONNS=${BENCH_RANGE_CONNECTIONS:-64}
 VIDEO_SECONDS=${BENCH_PROXY_SECONDS:-60}
-export BENCH_REQUESTS=${BENCH_REQUESTS:-300} BENCH_CLIENTS=${BENCH_CLIENTS:-8}
+export BENCH_REQUESTS=${BENCH_REQUESTS:-300} BENCH_CLIENTS=${BENCH_CLIENTS:-8} BENCH_PHASE_SECONDS=${BENCH_PHASE_SECONDS:-30}
 OUT_DOC=docs/benchmarks-search.md
 [[ $W == /* && $W != / && $W != "$HOME" ]] || { echo "BENCH_DIR must be an absolute path other than / and \$HOME" >&2; exit 2; }
-for v in N RANGE_SECONDS CONNS VIDEO_SECONDS BENCH_REQUESTS BENCH_CLIENTS; do
+for v in N RANGE_SECONDS CONNS VIDEO_SECONDS BENCH_REQUESTS BENCH_CLIENTS BENCH_PHASE_SECONDS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v must be a positive integer (got '${!v}')" >&2; exit 2; }
 done
 for b in $BACKENDS; do [[ $b == postgres || $b == sqlite ]] || { echo "BENCH_BACKENDS: postgres and/or sqlite, not '$b'" >&2; exit 2; }; done
@@ -276,9 +277,9 @@ python3 - "$W" "$N" "$BENCH_REQUESTS" "$BENCH_CLIENTS" "$CONNS" "$RANGE_SECONDS"
   "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/^Mem:/{print $2}') GiB RAM" \
   "$SRC" "$LOAD_BEFORE" "$(psql -At "$PG/postgres" -c 'SHOW server_version' 2>/dev/null || echo '?')" \
   "$(psql -At "$PG/postgres" -c 'SHOW shared_buffers' 2>/dev/null || echo '?')" "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" \
-  "$("$NGINX" -v 2>&1 | cut -d/ -f2)" "$VIDEO_SECONDS" "${BENCH_NOTE:-}" >"$report" <<'EOF'
+  "$("$NGINX" -v 2>&1 | cut -d/ -f2)" "$VIDEO_SECONDS" "${BENCH_NOTE:-}" "$BENCH_PHASE_SECONDS" >"$report" <<'EOF'
 import json, sys
-w, n, reqs, clients, conns, rsecs, took, date, machine, src, load, pgver, shbuf, wrkver, nginxver, vsecs, note = sys.argv[1:]
+w, n, reqs, clients, conns, rsecs, took, date, machine, src, load, pgver, shbuf, wrkver, nginxver, vsecs, note, phase = sys.argv[1:]
 seeds = [json.loads(l) for l in open(f"{w}/seed.jsonl")]
 rows = [json.loads(l) for l in open(f"{w}/search.jsonl")]
 ranges = [json.loads(l) for l in open(f"{w}/range.jsonl")]
@@ -298,20 +299,23 @@ for s in seeds:
       f"(multi-row INSERTs), then `{'VACUUM ANALYZE' if s['backend'] == 'postgres' else 'ANALYZE'}` ({s['analyze_s']:.1f} s)"
       + (f"; the table with its indexes {s['recordings_bytes'] / 2**20:,.0f} MiB" if s['recordings_bytes'] else "") + ". "
       f"{s['officers']:,} officers (skewed: some record far more), {s['devices']} devices, units `PROVINCE/CITY/STATION` "
-      f"(30 × 4 × 3 = {s['leaf_units']} stations; each officer and device at one station), start times uniform over 2 years, inserted in roughly chronological order (as an archive fills: the table's physical order follows time); "
-      f"`needs_review` {review * 100 / s['recordings']:.1f} % (half without officer, half without start time); categories {shares(sh['category'])}; "
+      f"(30 × 4 × 3 = {s['leaf_units']} stations; each officer and device at one station; stations of very different sizes, from "
+      f"{s['station_min_rows']:,} to {s['station_max_rows']:,} recordings, {s['empty_stations']} without any), start times uniform over 2 years, inserted in roughly chronological order (as an archive fills: the table's physical order follows time); "
+      f"`needs_review` {review * 100 / s['recordings']:.1f} % (half without officer, half without start time); categories {shares(sh['category'])}; classifications {shares(sh['classification'])}; "
       f"states {shares(sh['state'])}; {s['case_links']:,} recordings linked to {s['cases']:,} cases; every row with probe JSON, "
       f"proxy and poster keys like a real one. The filters use typical values: the officer, device, city and case at the median "
-      f"by row count.")
+      f"by row count. Catalog migrations applied: {', '.join(s['migrations'])}.")
 if note:
     p(f"- **Note:** {note}")
 p()
 p("How: the filters go to the running `evidenced run` (release build, default `[catalog] max_connections` = 8, `fs` store, no docks) "
-  f"as `GET /api/v1/recordings?…` with a bearer token (a supervisor at the root unit unless the row says otherwise), {reqs} requests "
+  f"as `GET /api/v1/recordings?…` with a bearer token (a supervisor at the root unit unless the row says otherwise; "
+  f"as for every officer and supervisor, the search also hides `state_secret` recordings without a grant), {reqs} requests "
   f"one after another after 20 warm-up requests (*HTTP*), then {2 * int(reqs)} requests from {clients} concurrent clients (*{clients} clients*), "
   "from a reqwest client on the same machine (keep-alive). *in-process* runs the same filter through `Catalog::list_recordings` "
   f"in the bench process ({reqs} times, sequential): the catalog's share; *HTTP ÷ in-process* is the ratio of the p50s. Pages are 50 "
-  "recordings (the default); *matching* counts all rows the filter matches. The target is a p99 under 50 ms on PostgreSQL; "
+  "recordings (the default); *matching* counts all rows the filter matches; a phase stops after "
+  f"{phase} s with at least 10 samples (then *n=* says how many it has). The target is a p99 under 50 ms on PostgreSQL; "
   "*p99 < 50 ms* judges the one-client p99 (and, after the slash, the p99 with "
   f"{clients} clients on 2 cores shared with the client).")
 for backend in [s["backend"] for s in seeds]:
@@ -325,8 +329,12 @@ for backend in [s["backend"] for s in seeds]:
             continue
         i, h, c = r["inproc"], r["http"], r["conc"]
         ok = lambda v: "yes" if v < 50 else "**no**"
-        p(f"| {r['filter']} | {r['matches']:,} | {i['p50_ms']:.2f} / {i['p99_ms']:.2f} | {h['p50_ms']:.2f} / {h['p99_ms']:.2f} / {h['max_ms']:.1f} "
-          f"| {h['p50_ms'] / max(i['p50_ms'], 1e-3):.1f} | {c['p50_ms']:.1f} / {c['p99_ms']:.1f} | {r['conc_rps']:.0f} | {ok(h['p99_ms'])} / {ok(c['p99_ms'])} |")
+        # Phases cut short by BENCH_PHASE_SECONDS say how many samples they have.
+        few = lambda st, want: f" (n={st['n']})" if st["n"] < want else ""
+        p(f"| {r['filter']} | {r['matches']:,} | {i['p50_ms']:.2f} / {i['p99_ms']:.2f}{few(i, int(reqs))} "
+          f"| {h['p50_ms']:.2f} / {h['p99_ms']:.2f} / {h['max_ms']:.1f}{few(h, int(reqs))} "
+          f"| {h['p50_ms'] / max(i['p50_ms'], 1e-3):.1f} | {c['p50_ms']:.1f} / {c['p99_ms']:.1f}{few(c, 2 * int(reqs))} | {r['conc_rps']:.0f} "
+          f"| {ok(h['p99_ms'])} / {ok(c['p99_ms'])} |")
 p()
 p(f"## Range reads of a proxy, {conns} connections, {rsecs} s")
 p()

@@ -15,7 +15,8 @@
 //!   `EXPLAIN QUERY PLAN`) of the statement `list_recordings` builds to PLANS_OUT. Tokens come in
 //!   the environment (`BENCH_TOKEN_SUPERVISOR`, `BENCH_TOKEN_OFFICER`, `BENCH_TOKEN_CITY`), sizes in
 //!   `BENCH_REQUESTS` (sequential requests per filter, default 300), `BENCH_CLIENTS` (8) and
-//!   `BENCH_CONC_REQUESTS` (total concurrent requests per filter, default 2 × BENCH_REQUESTS).
+//!   `BENCH_CONC_REQUESTS` (total concurrent requests per filter, default 2 × BENCH_REQUESTS); a
+//!   phase stops early after `BENCH_PHASE_SECONDS` (30) with at least 10 samples.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ const DEVICES: usize = 800;
 const CASES: usize = 5000;
 /// (category, share in per mille); the rest are `uncategorized`.
 const CATEGORIES: [(&str, u32); 4] = [("traffic", 60), ("evidence", 40), ("complaint", 30), ("training", 10)];
-/// Rows per INSERT statement: 36 columns each stays under SQLite's 32 766 bound parameters.
+/// Rows per INSERT statement: 37 columns each stays under SQLite's 32 766 bound parameters.
 const CHUNK: usize = 800;
 
 fn leaf_units() -> Vec<String> {
@@ -66,16 +67,46 @@ fn case_id(c: usize) -> String {
     format!("AJ{}{:06}", 2023 + c % 3, c)
 }
 
-/// Officer `o` works at leaf unit `o * 7 % leaves`; device `d` at leaf `d % leaves`.
-fn officer_leaf(o: usize, leaves: usize) -> usize {
-    o * 7 % leaves
+/// The station (leaf unit) of every officer. Stations differ in size as real ones do: station
+/// `l` draws officers with weight `(rank + 1)^-0.8` (ranks shuffled across provinces), so the
+/// busiest stations have a hundred times the officers of the quietest, and a few have none.
+fn officer_leaves(leaves: usize) -> Vec<usize> {
+    let w: Vec<f64> = (0..leaves).map(|l| ((l * 97 % leaves) as f64 + 1.0).powf(-0.8)).collect();
+    let total: f64 = w.iter().sum();
+    let mut rng = StdRng::seed_from_u64(0x0FF1CE);
+    (0..OFFICERS)
+        .map(|_| {
+            let mut x = rng.random::<f64>() * total;
+            w.iter()
+                .position(|&wl| {
+                    x -= wl;
+                    x < 0.0
+                })
+                .unwrap_or(leaves - 1)
+        })
+        .collect()
+}
+
+/// The devices of every station: device `d` belongs to the station of officer `d × 5 / 2`, so
+/// devices follow officers; a station left without one shares device `station % 800`.
+fn station_devices(officer_leaf: &[usize], leaves: usize) -> Vec<Vec<usize>> {
+    let mut v = vec![Vec::new(); leaves];
+    for d in 0..DEVICES {
+        v[officer_leaf[d * OFFICERS / DEVICES]].push(d);
+    }
+    for (l, devs) in v.iter_mut().enumerate() {
+        if devs.is_empty() {
+            devs.push(l % DEVICES);
+        }
+    }
+    v
 }
 
 fn hex(rng: &mut StdRng, n: usize) -> String {
     (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
 }
 
-/// One recording row, all 36 seeded columns.
+/// One recording row, all 37 seeded columns.
 struct Row {
     id: String,
     sha256: String,
@@ -90,6 +121,7 @@ struct Row {
     gps: (f64, f64),
     case_ids: String,
     category: &'static str,
+    classification: &'static str,
     needs_review: bool,
     review_reasons: &'static str,
     attribution: &'static str,
@@ -106,7 +138,7 @@ struct Row {
 }
 
 /// The rows of chunk `chunk` (deterministic: its own RNG seeded by the chunk number).
-fn gen_chunk(chunk: usize, n: usize, now: i64, leaves: &[String], devices_of: &[Vec<usize>]) -> Vec<Row> {
+fn gen_chunk(chunk: usize, n: usize, now: i64, leaves: &[String], officer_leaf: &[usize], devices_of: &[Vec<usize>]) -> Vec<Row> {
     let mut rng = StdRng::seed_from_u64(0x5EA2C4 + chunk as u64);
     let first = chunk * CHUNK;
     let count = CHUNK.min(n - first);
@@ -114,7 +146,7 @@ fn gen_chunk(chunk: usize, n: usize, now: i64, leaves: &[String], devices_of: &[
         .map(|k| {
             // Some officers record much more than others (a skewed pick), each at their station.
             let o = ((rng.random::<f64>().powf(1.3)) * OFFICERS as f64) as usize % OFFICERS;
-            let leaf = officer_leaf(o, leaves.len());
+            let leaf = officer_leaf[o];
             let devs = &devices_of[leaf];
             let d = devs[rng.random_range(0..devs.len())];
             let duration_ms = 60_000 + (rng.random::<f64>().powi(2) * 29.0 * 60_000.0) as i64;
@@ -142,6 +174,12 @@ fn gen_chunk(chunk: usize, n: usize, now: i64, leaves: &[String], devices_of: &[
                 }
                 cat -= share;
             }
+            let classification = match rng.random_range(0..1000u32) {
+                0..10 => "privacy",
+                10..13 => "trade_secret",
+                13..15 => "state_secret",
+                _ => "normal",
+            };
             let case = (rng.random_range(0..1000u32) < 20).then(|| rng.random_range(0..CASES));
             let state = if archived_at < now - 200 * DAY && category == "uncategorized" && rng.random_range(0..100u32) < 1 {
                 "destroyed"
@@ -176,6 +214,7 @@ fn gen_chunk(chunk: usize, n: usize, now: i64, leaves: &[String], devices_of: &[
                 gps: (rng.random_range(20.0..45.0), rng.random_range(100.0..122.0)),
                 case_ids: case.map_or_else(|| "[]".to_string(), |c| format!("[\"{}\"]", case_id(c))),
                 category,
+                classification,
                 needs_review,
                 review_reasons,
                 attribution,
@@ -198,11 +237,8 @@ fn gen_chunk(chunk: usize, n: usize, now: i64, leaves: &[String], devices_of: &[
 /// Seeds cases, recordings and case links; returns (seconds, links).
 async fn seed(url: &str, n: usize, now: i64) -> (f64, usize) {
     let leaves = Arc::new(leaf_units());
-    let mut devices_of = vec![Vec::new(); leaves.len()];
-    for d in 0..DEVICES {
-        devices_of[d % leaves.len()].push(d);
-    }
-    let devices_of = Arc::new(devices_of);
+    let officer_leaf = Arc::new(officer_leaves(leaves.len()));
+    let devices_of = Arc::new(station_devices(&officer_leaf, leaves.len()));
     let chunks = n.div_ceil(CHUNK);
     let t = Instant::now();
     macro_rules! fill {
@@ -226,14 +262,14 @@ async fn seed(url: &str, n: usize, now: i64) -> (f64, usize) {
             }
             let mut tasks = Vec::new();
             for w in 0..$writers {
-                let (pool, leaves, devices_of) = (pool.clone(), leaves.clone(), devices_of.clone());
+                let (pool, leaves, officer_leaf, devices_of) = (pool.clone(), leaves.clone(), officer_leaf.clone(), devices_of.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut links = Vec::new();
                     for chunk in (w..chunks).step_by($writers) {
-                        let rows = gen_chunk(chunk, n, now, &leaves, &devices_of);
+                        let rows = gen_chunk(chunk, n, now, &leaves, &officer_leaf, &devices_of);
                         let mut qb = sqlx::QueryBuilder::<$db>::new(
                             "INSERT INTO recordings (id, sha256, size, object_key, manifest_key, original_name, extension, device, \
-                             officer, unit, started_at, ended_at, duration_ms, gps_lat, gps_lon, case_ids, category, needs_review, \
+                             officer, unit, started_at, ended_at, duration_ms, gps_lat, gps_lon, case_ids, category, classification, needs_review, \
                              review_reasons, attribution, state, media_state, archived_at, sort_at, node, media, proxy_key, \
                              proxy_sha256, proxy_size, proxy_type, poster_key, poster_sha256, poster_size, media_ready_at, \
                              timestamped, legal_hold) ",
@@ -256,6 +292,7 @@ async fn seed(url: &str, n: usize, now: i64) -> (f64, usize) {
                                 .push_bind(r.gps.1)
                                 .push_bind(r.case_ids.clone())
                                 .push_bind(r.category)
+                                .push_bind(r.classification)
                                 .push_bind(r.needs_review)
                                 .push_bind(r.review_reasons)
                                 .push_bind(r.attribution)
@@ -346,12 +383,35 @@ async fn cmd_seed(url: &str, n: usize) {
     let (city, city_rows) = median_value(url, city_sql).await;
     let leaves = leaf_units();
     let o: usize = (0..OFFICERS).find(|o| officer_id(*o) == officer).expect("officer");
-    let station = leaves[officer_leaf(o, leaves.len())].clone();
+    let station = leaves[officer_leaves(leaves.len())[o]].clone();
+    // Stations by size: the median one, a small one (the 10th percentile of those with
+    // recordings) and, for a station added to the tree that has no recordings yet, `CITY/S99`.
+    let mut stations: Vec<(String, i64)> = if pg {
+        sqlx::query_as("SELECT unit, COUNT(*) FROM recordings GROUP BY unit")
+            .fetch_all(&sqlx::PgPool::connect(url).await.expect("connect"))
+            .await
+            .expect("stations")
+    } else {
+        sqlx::query_as("SELECT unit, COUNT(*) FROM recordings GROUP BY unit")
+            .fetch_all(&sqlx::SqlitePool::connect(url).await.expect("connect"))
+            .await
+            .expect("stations")
+    };
+    stations.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    let (median_station, median_station_rows) = stations[stations.len() / 2].clone();
+    let (small_station, small_station_rows) = stations[stations.len() / 10].clone();
+    let station_sizes = (stations[0].1, stations[stations.len() - 1].1, leaves.len() - stations.len());
     // A whole UTC day a year back, and a 30-day window for the officer.
     let day_from = (now - 365 * DAY) / DAY * DAY;
     let month_from = (now - 90 * DAY) / DAY * DAY;
+    let msql = "SELECT CAST(version AS TEXT) || '_' || description FROM _sqlx_migrations ORDER BY version";
+    let migrations: Vec<(String,)> = if pg {
+        sqlx::query_as(msql).fetch_all(&sqlx::PgPool::connect(url).await.expect("connect")).await.expect("migrations")
+    } else {
+        sqlx::query_as(msql).fetch_all(&sqlx::SqlitePool::connect(url).await.expect("connect")).await.expect("migrations")
+    };
     let mut shares = serde_json::Map::new();
-    for col in ["state", "category", "needs_review"] {
+    for col in ["state", "category", "classification", "needs_review"] {
         let sql = format!("SELECT CAST({col} AS TEXT), COUNT(*) FROM recordings GROUP BY 1");
         let rows: Vec<(String, i64)> = if pg {
             sqlx::query_as(&sql).fetch_all(&sqlx::PgPool::connect(url).await.expect("connect")).await.expect("shares")
@@ -374,10 +434,13 @@ async fn cmd_seed(url: &str, n: usize) {
             "backend": if pg { "postgres" } else { "sqlite" }, "recordings": n, "case_links": links, "cases": CASES,
             "officers": OFFICERS, "devices": DEVICES, "leaf_units": leaves.len(), "migrate_s": migrate_s, "seed_s": seed_s,
             "analyze_s": analyze_s, "recordings_bytes": size.0,
-            "officer": officer, "officer_rows": officer_rows, "officer_station": station, "device": device, "device_rows": device_rows,
+            "officer": officer, "officer_rows": officer_rows, "officer_station": station, "station": median_station, "station_rows": median_station_rows,
+            "small_station": small_station, "small_station_rows": small_station_rows, "new_station": format!("{city}/S99"),
+            "station_min_rows": station_sizes.0, "station_max_rows": station_sizes.1, "empty_stations": station_sizes.2, "device": device, "device_rows": device_rows,
             "case": case, "case_rows": case_rows, "city": city, "city_rows": city_rows, "province": city.split('/').next(),
             "day_from": day_from, "day_to": day_from + DAY, "month_from": month_from, "month_to": month_from + 30 * DAY,
             "category": "complaint", "shares": shares,
+            "migrations": migrations.into_iter().map(|m| m.0).collect::<Vec<_>>(),
         })
     );
 }
@@ -440,10 +503,24 @@ fn cases(s: &Value) -> Vec<Case> {
             pages: 0,
         },
         Case {
-            name: format!("unit= station `{}`", st("officer_station")),
-            query: format!("unit={}", st("officer_station")),
+            name: format!("unit= station `{}` (median size)", st("station")),
+            query: format!("unit={}", st("station")),
             token: "supervisor",
-            filter: RecordingFilter { unit: Some(st("officer_station")), ..base.clone() },
+            filter: RecordingFilter { unit: Some(st("station")), ..base.clone() },
+            pages: 0,
+        },
+        Case {
+            name: format!("unit= small station `{}`", st("small_station")),
+            query: format!("unit={}", st("small_station")),
+            token: "supervisor",
+            filter: RecordingFilter { unit: Some(st("small_station")), ..base.clone() },
+            pages: 0,
+        },
+        Case {
+            name: format!("unit= new station `{}` (no recordings)", st("new_station")),
+            query: format!("unit={}", st("new_station")),
+            token: "supervisor",
+            filter: RecordingFilter { unit: Some(st("new_station")), ..base.clone() },
             pages: 0,
         },
         Case {
@@ -534,6 +611,12 @@ fn sql_of(f: &RecordingFilter) -> String {
         let esc = u.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         sql += &format!(" AND (unit = {} OR unit LIKE {} ESCAPE '\\')", q(u), q(&format!("{esc}/%")));
     }
+    if let Some(g) = &f.scope_grantee {
+        sql += &format!(
+            " AND (classification <> 'state_secret' OR EXISTS (SELECT 1 FROM grants g WHERE g.recording_id = recordings.id AND g.principal = {}))",
+            q(g)
+        );
+    }
     if let Some(c) = &f.case {
         sql += &format!(" AND EXISTS (SELECT 1 FROM case_links l WHERE l.recording_id = recordings.id AND l.case_id = {})", q(c));
     }
@@ -573,6 +656,10 @@ async fn cmd_measure(url: &str, base: &str, samples: &str, plans_out: &str) {
     let clients = env("BENCH_CLIENTS", 8);
     let conc_total = env("BENCH_CONC_REQUESTS", 2 * reqs);
     let warm = 20;
+    // A slow filter stops after this long per phase (with at least 10 samples): a full scan on a
+    // big SQLite catalog takes seconds per request.
+    let budget = Duration::from_secs(env("BENCH_PHASE_SECONDS", 30) as u64);
+    let more = |t0: Instant, n: usize, want: usize| n < want && (n < 10 || t0.elapsed() < budget);
     let tokens: HashMap<&str, String> = ["supervisor", "officer", "city"]
         .into_iter()
         .map(|k| (k, std::env::var(format!("BENCH_TOKEN_{}", k.to_uppercase())).expect("token in the environment")))
@@ -581,6 +668,9 @@ async fn cmd_measure(url: &str, base: &str, samples: &str, plans_out: &str) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
     let mut plans = String::new();
     for mut c in cases(&s) {
+        // As `Caller::scope` adds for officers and supervisors (bench/search.sh names the tokens'
+        // principals `bench-<token>`): state secrets only with a grant.
+        c.filter.scope_grantee = Some(format!("bench-{}", c.token));
         // Page 10: follow the cursor in-process and over HTTP.
         let mut query = c.query.clone();
         let mut f = c.filter.clone();
@@ -602,13 +692,18 @@ async fn cmd_measure(url: &str, base: &str, samples: &str, plans_out: &str) {
         // In-process baseline.
         let mut items = 0;
         let mut lat = Vec::new();
-        for i in 0..warm + reqs {
-            let t = Instant::now();
-            let page = cat.list_recordings(&c.filter).await.expect("list");
-            if i >= warm {
-                lat.push(t.elapsed());
+        let t0 = Instant::now();
+        for i in 0.. {
+            if !more(t0, i, warm) {
+                break;
             }
-            items = page.len();
+            items = cat.list_recordings(&c.filter).await.expect("list").len();
+        }
+        let t0 = Instant::now();
+        while more(t0, lat.len(), reqs) {
+            let t = Instant::now();
+            items = cat.list_recordings(&c.filter).await.expect("list").len();
+            lat.push(t.elapsed());
         }
         let inproc = stats(lat);
 
@@ -622,11 +717,17 @@ async fn cmd_measure(url: &str, base: &str, samples: &str, plans_out: &str) {
         };
         let mut lat = Vec::new();
         let mut bytes = 0;
-        for i in 0..warm + reqs {
-            let (d, n) = get(http.clone(), url_q.clone(), token.clone()).await;
-            if i >= warm {
-                lat.push(d);
+        let t0 = Instant::now();
+        for i in 0.. {
+            if !more(t0, i, warm) {
+                break;
             }
+            get(http.clone(), url_q.clone(), token.clone()).await;
+        }
+        let t0 = Instant::now();
+        while more(t0, lat.len(), reqs) {
+            let (d, n) = get(http.clone(), url_q.clone(), token.clone()).await;
+            lat.push(d);
             bytes = n;
         }
         let v: Value = http.get(&url_q).bearer_auth(&token).send().await.expect("get").json().await.expect("json");
@@ -642,7 +743,7 @@ async fn cmd_measure(url: &str, base: &str, samples: &str, plans_out: &str) {
             let (http, url_q, token) = (http.clone(), url_q.clone(), token.clone());
             tasks.push(tokio::spawn(async move {
                 let mut v = Vec::new();
-                for _ in 0..per {
+                while v.len() < per && (v.len() < 2 || t.elapsed() < budget) {
                     v.push(get(http.clone(), url_q.clone(), token.clone()).await.0);
                 }
                 v

@@ -798,7 +798,7 @@ macro_rules! impl_catalog {
                      started_at = COALESCE(started_at, $14), \
                      gps_lat = CASE WHEN gps_lat IS NULL THEN $15 ELSE gps_lat END, \
                      gps_lon = CASE WHEN gps_lat IS NULL THEN $16 ELSE gps_lon END, \
-                     duration_ms = COALESCE(duration_ms, $17) WHERE id = $1",
+                     duration_ms = COALESCE(duration_ms, $17) WHERE id = $1 AND media_state = 'pending'",
                 )
                 .bind(id)
                 .bind(&u.state)
@@ -821,7 +821,14 @@ macro_rules! impl_catalog {
                 .await?
                 .rows_affected();
                 if n == 0 {
-                    return Err($crate::catalog::CatalogError::NotFound(format!("recording {id}")));
+                    // Fenced: only the first derivation of a recording commits. A worker that
+                    // lost its lease (frozen, cut off) and finishes late is refused here.
+                    let state: Option<(String,)> =
+                        sqlx::query_as("SELECT media_state FROM recordings WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+                    return Err(match state {
+                        Some((s,)) => $crate::catalog::CatalogError::Refused(format!("media of recording {id} is already recorded ({s})")),
+                        None => $crate::catalog::CatalogError::NotFound(format!("recording {id}")),
+                    });
                 }
                 let d = serde_json::json!({
                     "media_state": u.state, "error": u.error, "warning": u.warning,

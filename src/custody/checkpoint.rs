@@ -115,8 +115,10 @@ impl Checkpointer {
         let text = serde_json_canonicalizer::to_vec(&body)?;
         let sig = self.signer.sign(&text);
         let object_key = format!("{PREFIX}{}/{seq:020}-{id}.json", self.signer.node);
-        self.store.put_bytes(&object_key, Bytes::from(text.clone()), "application/json").await?;
+        // The signature first: a cut between the two uploads then leaves a lone `.sig`, which
+        // nothing reads, never a body without its signature, which `verify` must report.
         self.store.put_bytes(&sig_key(&object_key), Bytes::copy_from_slice(&sig), "application/octet-stream").await?;
+        self.store.put_bytes(&object_key, Bytes::from(text.clone()), "application/json").await?;
         let cp = Checkpoint {
             id: id.clone(),
             node: self.signer.node.clone(),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::catalog::{Catalog, Job, MediaUpdate, ObjectRef};
@@ -214,6 +215,21 @@ fn container_facts(probe: &serde_json::Value) -> (Option<i64>, Option<(f64, f64)
     (started, gps, probe["duration_ms"].as_i64())
 }
 
+impl Deriver {
+    /// Records the derivation; false when another attempt already did (this one lost its
+    /// lease), which is logged and not an error: the job is done.
+    async fn commit(&self, id: &str, upd: &MediaUpdate) -> anyhow::Result<bool> {
+        match self.catalog.set_media(id, upd, &self.actor).await {
+            Ok(()) => Ok(true),
+            Err(crate::catalog::CatalogError::Refused(m)) => {
+                tracing::info!(recording = %id, "{m}: this late attempt is discarded");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 #[async_trait]
 impl JobHandler for Deriver {
     async fn handle(&self, job: &Job) -> anyhow::Result<()> {
@@ -222,6 +238,9 @@ impl JobHandler for Deriver {
         if rec.media_state != "pending" {
             return Ok(());
         }
+        // Each attempt writes its own objects: a worker that lost its lease and finishes late
+        // must not overwrite what the attempt that committed recorded.
+        let attempt = &hex::encode(Sha256::digest(job.lease_token.as_bytes()))[..12];
         let started = Instant::now();
         let input = local_input(self.store.as_ref(), &rec.object_key, &self.runner.tmp, id).await?;
         let inp = path_arg(&input.path);
@@ -230,8 +249,9 @@ impl JobHandler for Deriver {
             Err(MediaError::Worker(e)) => anyhow::bail!(e),
             Err(e) => {
                 let upd = MediaUpdate { state: "failed".into(), error: Some(e.to_string()), ..Default::default() };
-                self.catalog.set_media(id, &upd, &self.actor).await?;
-                tracing::warn!(recording = %id, error = %e, "media not decodable; original stays archived");
+                if self.commit(id, &upd).await? {
+                    tracing::warn!(recording = %id, error = %e, "media not decodable; original stays archived");
+                }
                 return Ok(());
             }
         };
@@ -244,7 +264,7 @@ impl JobHandler for Deriver {
         match self.runner.run(&args).await {
             Ok(out) => {
                 let ct = out["content_type"].as_str().unwrap_or("video/mp4").to_string();
-                let key = format!("derived/{id}/proxy.mp4");
+                let key = format!("derived/{id}/{attempt}/proxy.mp4");
                 upd.proxy = Some(store_output(self.store.as_ref(), &key, &proxy_path.0, &ct).await?);
                 upd.warning = out["warning"].as_str().map(str::to_string);
                 upd.state = "ready".into();
@@ -265,7 +285,7 @@ impl JobHandler for Deriver {
                 vec!["poster".into(), inp.clone(), path_arg(&poster_path.0), "--max-height".into(), self.runner.cfg.max_height.to_string()];
             match self.runner.run(&args).await {
                 Ok(_) => {
-                    let key = format!("derived/{id}/poster.jpg");
+                    let key = format!("derived/{id}/{attempt}/poster.jpg");
                     upd.poster = Some(store_output(self.store.as_ref(), &key, &poster_path.0, "image/jpeg").await?);
                 }
                 Err(MediaError::Worker(e)) => anyhow::bail!(e),
@@ -273,7 +293,14 @@ impl JobHandler for Deriver {
             }
         }
         drop(input);
-        self.catalog.set_media(id, &upd, &self.actor).await?;
+        if !self.commit(id, &upd).await? {
+            for o in [&upd.proxy, &upd.poster].into_iter().flatten() {
+                if let Err(e) = self.store.delete(&o.key).await {
+                    tracing::warn!(key = %o.key, error = %e, "cannot remove the outputs of a refused derivation; reconcile lists them");
+                }
+            }
+            return Ok(());
+        }
         if upd.state == "ready" {
             if let Some(seen) = rec.sightings.first().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s.seen_at).ok()) {
                 let secs = (chrono::Utc::now() - seen.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;

@@ -352,6 +352,10 @@ async fn media_results_and_clips(c: Arc<dyn Catalog>) {
     assert_eq!(r.started_at.as_deref(), Some("2024-03-09T16:00:00.000000Z"), "container time fills the gap");
     assert_eq!(r.location.unwrap()["lat"], 40.7);
     assert_eq!(r.sort_at, 1_710_000_000_000_000);
+    // Fenced: a late second derivation (a worker that lost its lease) is refused, changes nothing.
+    let late = catalog::MediaUpdate { state: "failed".into(), error: Some("late".into()), ..Default::default() };
+    assert!(matches!(c.set_media(&s.id, &late, "node:n2").await, Err(catalog::CatalogError::Refused(_))));
+    assert!(c.recording(&s.id).await.unwrap().playable);
 
     let clip = c
         .create_clip(&catalog::NewClip {

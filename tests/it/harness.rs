@@ -636,3 +636,499 @@ pub async fn slow_proxy(upstream: u16, bytes_per_sec: usize) -> u16 {
     tcp_proxy(upstream, std::sync::Arc::new(move |chunk: &mut [u8], _: &mut bool| Duration::from_millis((chunk.len() / per_ms) as u64)))
         .await
 }
+
+// ---------------------------------------------------------------- a Garage cluster
+
+/// One member of a [`GarageCluster`].
+pub struct GarageNode {
+    /// Its config (`garage.toml`), metadata and data directories, and log (`garage.log`).
+    pub dir: tempfile::TempDir,
+    /// S3 API port.
+    pub s3_port: u16,
+    /// RPC port (Garage's own protocol between nodes and from the CLI).
+    pub rpc_port: u16,
+    /// Admin API port.
+    pub admin_port: u16,
+    /// Full node id (hex public key), known once the node has run.
+    pub id: String,
+    /// The running server.
+    child: Option<Child>,
+}
+
+/// The admin API bearer token of every [`GarageCluster`] node.
+pub const GARAGE_ADMIN_TOKEN: &str = "evidenced-test-admin-token";
+
+/// A Garage cluster of several nodes on 127.0.0.1 (different S3, RPC and admin ports, one
+/// `rpc_secret`), `replication_factor = 3` (fewer with fewer nodes), the default consistency mode
+/// (`consistent`: writes and reads need 2 of 3), a layout with each node in its own zone, the
+/// test key imported and the `evidence` bucket allowed to it. Nodes can be killed and restarted
+/// on the same data; each knows the others as `bootstrap_peers`, so a restart rejoins at once.
+/// Everything is killed on drop.
+pub struct GarageCluster {
+    /// The members.
+    pub nodes: Vec<GarageNode>,
+    /// `replication_factor`.
+    pub replication_factor: usize,
+}
+
+fn garage_node_toml(node: &GarageNode, rf: usize, peers: &[String]) -> String {
+    let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\nreplication_factor = {rf}\n\
+         consistency_mode = \"consistent\"\n\
+         rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
+         bootstrap_peers = [{peers}]\n\
+         [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\nroot_domain = \".s3.garage.localhost\"\n\
+         [admin]\napi_bind_addr = \"127.0.0.1:{admin}\"\nadmin_token = \"{GARAGE_ADMIN_TOKEN}\"\n",
+        d = node.dir.path().display(),
+        rpc = node.rpc_port,
+        s3 = node.s3_port,
+        admin = node.admin_port,
+        secret = "cd".repeat(32),
+        peers = peers.join(", "),
+    )
+}
+
+/// The `[store]` section for a daemon reaching the test bucket at `endpoint` (the shape of
+/// [`Garage::store_toml`]).
+pub fn garage_store_toml(prefix: &str, endpoint: &str) -> String {
+    format!(
+        "[store]\nkind = \"s3\"\nbucket = \"{GARAGE_BUCKET}\"\nprefix = \"{prefix}\"\nendpoint = \"{endpoint}\"\nregion = \"garage\"\n\
+         force_path_style = true\naccess_key_id = \"{GARAGE_KEY}\"\nsecret_access_key = \"{GARAGE_SECRET}\"\n\
+         multipart_threshold = 8388608\npart_size = 5242880\nparts_in_flight = 3\n"
+    )
+}
+
+/// A parsed store config from a `[store]` section.
+pub fn store_config_of(store_toml: &str) -> evidenced::config::StoreConfig {
+    let toml = format!("[catalog]\nurl = \"sqlite://x.db\"\n{store_toml}");
+    evidenced::config::Config::from_toml("test", &toml, std::iter::empty()).unwrap().store
+}
+
+/// A plain SDK client for the test bucket at `endpoint`.
+pub fn sdk_client_at(endpoint: &str) -> aws_sdk_s3::Client {
+    let creds = aws_sdk_s3::config::Credentials::new(GARAGE_KEY, GARAGE_SECRET, None, None, "t");
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new("garage"))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+impl GarageCluster {
+    /// Starts `n` nodes, wires them into one cluster with the garage CLI, and waits until an S3
+    /// write and read-back succeed through every node.
+    pub async fn start(n: usize) -> GarageCluster {
+        assert!(n >= 1);
+        let rf = n.min(3);
+        let mut nodes = vec![];
+        for _ in 0..n {
+            let dir = tempfile::tempdir().unwrap();
+            let node =
+                GarageNode { dir, s3_port: free_port(), rpc_port: free_port(), admin_port: free_port(), id: String::new(), child: None };
+            std::fs::write(node.dir.path().join("garage.toml"), garage_node_toml(&node, rf, &[])).unwrap();
+            nodes.push(node);
+        }
+        let mut c = GarageCluster { nodes, replication_factor: rf };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            let out = c.cli_retry(i, &["node", "id", "-q"]).await;
+            let id = out.trim().split('@').next().unwrap().to_string();
+            assert_eq!(id.len(), 64, "garage node id: {out}");
+            c.nodes[i].id = id;
+        }
+        for j in 1..n {
+            let addr = format!("{}@127.0.0.1:{}", c.nodes[j].id, c.nodes[j].rpc_port);
+            c.cli_retry(0, &["node", "connect", &addr]).await;
+        }
+        for j in 0..n {
+            let (zone, id) = (format!("dc{}", j + 1), c.nodes[j].id.clone());
+            c.cli_retry(0, &["layout", "assign", "-z", &zone, "-c", "1G", &id]).await;
+        }
+        c.cli_retry(0, &["layout", "apply", "--version", "1"]).await;
+        c.cli_retry(0, &["key", "import", "--yes", GARAGE_KEY, GARAGE_SECRET]).await;
+        c.cli_retry(0, &["bucket", "create", GARAGE_BUCKET]).await;
+        c.cli_retry(0, &["bucket", "allow", "--read", "--write", "--owner", GARAGE_BUCKET, "--key", GARAGE_KEY]).await;
+        // Restarted nodes find the others at once (they also keep a peer list in metadata_dir).
+        for i in 0..n {
+            let peers: Vec<String> =
+                (0..n).filter(|&j| j != i).map(|j| format!("{}@127.0.0.1:{}", c.nodes[j].id, c.nodes[j].rpc_port)).collect();
+            std::fs::write(c.nodes[i].dir.path().join("garage.toml"), garage_node_toml(&c.nodes[i], rf, &peers)).unwrap();
+        }
+        for i in 0..n {
+            c.wait_writable(i).await;
+        }
+        c
+    }
+
+    fn config(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.path().join("garage.toml")
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(node.dir.path().join("garage.log")).unwrap();
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(node.dir.path().join("garage.toml"))
+            .arg("server")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        track(child.id());
+        node.child = Some(child);
+    }
+
+    /// Runs the garage CLI against node `i`; stdout, or the error output.
+    pub fn cli(&self, i: usize, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(garage_bin()).arg("-c").arg(self.config(i)).args(args).env("RUST_LOG", "warn").output().unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into())
+        } else {
+            Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    async fn cli_retry(&self, i: usize, args: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.cli(i, args) {
+                Ok(s) => return s,
+                Err(e) if Instant::now() > deadline => panic!("garage {args:?} on node {i} failed: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
+    }
+
+    /// Waits until a small object can be written and read back through node `i`'s S3 API.
+    pub async fn wait_writable(&self, i: usize) {
+        let client = sdk_client_at(&self.endpoint(i));
+        let key = format!("_probe/node-{i}");
+        let what = format!("an S3 write through garage node {i}");
+        let log = self.nodes[i].dir.path().join("garage.log");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+                let body = aws_sdk_s3::primitives::ByteStream::from_static(b"probe");
+                client.put_object().bucket(GARAGE_BUCKET).key(&key).body(body).send().await.ok()?;
+                let got = client.get_object().bucket(GARAGE_BUCKET).key(&key).send().await.ok()?;
+                let bytes = got.body.collect().await.ok()?.into_bytes();
+                (&bytes[..] == b"probe").then_some(())
+            })
+            .await;
+            if let Ok(Some(())) = attempt {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; garage log tail:\n{}", tail(&std::fs::read_to_string(&log).unwrap_or_default(), 30));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Kills node `i` (SIGKILL: an outage, not a clean shutdown).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Restarts node `i` on its ports and data and waits until writes succeed through it.
+    pub async fn restart(&mut self, i: usize) {
+        self.stop(i);
+        self.spawn(i);
+        self.wait_writable(i).await;
+    }
+
+    /// Whether node `i` runs.
+    pub fn running(&mut self, i: usize) -> bool {
+        self.nodes[i].child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Node `i`'s S3 endpoint URL.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[i].s3_port)
+    }
+
+    /// The `[store]` section for a daemon using node `i` as its S3 endpoint.
+    pub fn store_toml(&self, prefix: &str, i: usize) -> String {
+        garage_store_toml(prefix, &self.endpoint(i))
+    }
+
+    /// A store config for node `i` with a key prefix.
+    pub fn store_config(&self, prefix: &str, i: usize) -> evidenced::config::StoreConfig {
+        store_config_of(&self.store_toml(prefix, i))
+    }
+
+    /// Log tails of every node, for assertion messages.
+    pub fn logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let log = std::fs::read_to_string(n.dir.path().join("garage.log")).unwrap_or_default();
+            out.push_str(&format!("--- garage node {i}\n{}\n", tail(&log, lines)));
+        }
+        out
+    }
+}
+
+impl Drop for GarageCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- a gateway that can be cut
+
+/// A TCP proxy standing for a node's local S3 gateway: it forwards each connection to the first
+/// of its upstream ports that accepts (so a dead store node is failed over to the next), and a
+/// test can cut it, which closes every open connection and every new one at once, as an
+/// unreachable store looks to the daemon, or make it refuse only the requests naming some key.
+/// It runs on a runtime of its own, so a test that blocks
+/// its own thread (a CLI command, a daemon's stop) does not stall the daemons' traffic. Stops on
+/// drop.
+pub struct CutProxy {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+    refuse: std::sync::Arc<Mutex<Option<Vec<u8>>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl CutProxy {
+    /// Starts a proxy to `upstreams` (tried in this order for each new connection).
+    pub async fn start(upstreams: Vec<u16>) -> CutProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let refuse = std::sync::Arc::new(Mutex::new(None::<Vec<u8>>));
+        let refusing = refuse.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.spawn(async move {
+            let refuse = refusing;
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                if *rx.borrow() {
+                    continue; // dropped: closed at once
+                }
+                let (ups, mut rx, refuse) = (upstreams.clone(), rx.clone(), refuse.clone());
+                tokio::spawn(async move {
+                    let mut server = None;
+                    for u in ups {
+                        if let Ok(Ok(s)) =
+                            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", u))).await
+                        {
+                            server = Some(s);
+                            break;
+                        }
+                    }
+                    let Some(server) = server else { return };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    // Requests go up chunk by chunk, so one that matches `refuse` closes the
+                    // connection before any of it reaches the store; answers come down as they are.
+                    let up = async {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            let refused = refuse.lock().unwrap().as_ref().is_some_and(|p| buf[..n].windows(p.len()).any(|w| w == &p[..]));
+                            if refused {
+                                return true;
+                            }
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = sw.shutdown().await;
+                        false
+                    };
+                    let down = tokio::io::copy(&mut sr, &mut cw);
+                    tokio::pin!(up, down);
+                    let outcome = tokio::select! {
+                        refused = &mut up => Some(refused),
+                        _ = &mut down => None,
+                        _ = async { let _ = rx.wait_for(|cut| *cut).await; } => None,
+                    };
+                    // The client finished sending (not refused): let the answer come down.
+                    if outcome == Some(false) {
+                        tokio::select! {
+                            _ = &mut down => {}
+                            _ = async { let _ = rx.wait_for(|cut| *cut).await; } => {}
+                        }
+                    }
+                });
+            }
+        });
+        CutProxy { port, cut: tx, refuse, runtime: Some(runtime) }
+    }
+
+    /// Cuts (true) or restores (false) the connection to the store.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+
+    /// Closes every connection on which a request chunk contains `pattern` (e.g. an object key),
+    /// before that chunk is forwarded: the store never sees the request. `None` stops refusing.
+    pub fn refuse_requests_containing(&self, pattern: Option<&str>) {
+        assert!(pattern.is_none_or(|p| !p.is_empty()), "an empty pattern would match everything");
+        *self.refuse.lock().unwrap() = pattern.map(|p| p.as_bytes().to_vec());
+    }
+
+    /// Its URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.cut.send_replace(true);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Daemon {
+    /// The process id while it runs (to send it signals such as SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+// ---------------------------------------------------------------- docks vs catalog vs store
+
+/// What the docks, the catalog and the store hold after a run, compared with what was fed.
+#[derive(Debug, Default)]
+pub struct ArchiveAudit {
+    /// Recordings in the catalog.
+    pub recordings: usize,
+    /// Fed SHA-256s with no recording.
+    pub lost: Vec<String>,
+    /// SHA-256s with more than one recording, and recordings with more than one `archived` event.
+    pub duplicated: Vec<String>,
+    /// Recordings whose bytes were never fed.
+    pub unexpected: Vec<String>,
+    /// Originals and manifests the catalog names that the store lacks or holds with another size.
+    pub missing_objects: Vec<String>,
+    /// Originals in the store that no recording references (a file stored twice).
+    pub stray_originals: Vec<String>,
+    /// Files still on the docks (relative to the dock).
+    pub left_on_docks: Vec<PathBuf>,
+    /// Recordings whose media derivation has not ended.
+    pub media_pending: usize,
+    /// Entries in the custody chain.
+    pub custody_events: usize,
+    /// The first place the chain does not hold.
+    pub chain_error: Option<String>,
+    /// `duplicate_sighting` events.
+    pub duplicate_sightings: usize,
+}
+
+impl ArchiveAudit {
+    /// Nothing lost, duplicated, unexpected, missing, stray or left behind; one valid chain.
+    pub fn is_clean(&self) -> bool {
+        self.lost.is_empty()
+            && self.duplicated.is_empty()
+            && self.unexpected.is_empty()
+            && self.missing_objects.is_empty()
+            && self.stray_originals.is_empty()
+            && self.left_on_docks.is_empty()
+            && self.chain_error.is_none()
+    }
+}
+
+/// Compares `fed` (SHA-256 of every non-empty file put on `docks`) with the catalog at
+/// `catalog_url`, the store of `store_toml` and what is left on the docks; walks the custody chain.
+pub async fn audit_archive(
+    catalog_url: &str,
+    store_toml: &str,
+    fed: &std::collections::BTreeSet<String>,
+    docks: &[PathBuf],
+) -> ArchiveAudit {
+    use std::collections::BTreeMap;
+    let cat = evidenced::catalog::open(catalog_url, 2).await.unwrap();
+    let store = evidenced::store::open(&store_config_of(store_toml)).await.unwrap();
+    let mut a = ArchiveAudit::default();
+    let mut recs = vec![];
+    let mut filter = evidenced::catalog::RecordingFilter { limit: 500, ..Default::default() };
+    loop {
+        let page = cat.list_recordings(&filter).await.unwrap();
+        let Some(last) = page.last() else { break };
+        filter.after = Some((last.sort_at, last.id.clone()));
+        recs.extend(page);
+    }
+    a.recordings = recs.len();
+    let mut by_sha: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &recs {
+        *by_sha.entry(r.sha256.as_str()).or_default() += 1;
+        if !fed.contains(&r.sha256) {
+            a.unexpected.push(format!("{} {} {}", r.id, r.sha256, r.original_name));
+        }
+        if r.media_state == "pending" {
+            a.media_pending += 1;
+        }
+        for (key, want) in [(&r.object_key, Some(r.size as u64)), (&r.manifest_key, None)] {
+            match store.size(key).await {
+                Ok(n) if want.is_none_or(|w| w == n) => {}
+                Ok(n) => a.missing_objects.push(format!("{key}: size {n}, catalog says {}", r.size)),
+                Err(e) => a.missing_objects.push(format!("{key}: {e}")),
+            }
+        }
+    }
+    a.duplicated.extend(by_sha.iter().filter(|(_, n)| **n > 1).map(|(s, n)| format!("{s} in {n} recordings")));
+    a.lost = fed.iter().filter(|s| !by_sha.contains_key(s.as_str())).cloned().collect();
+    let referenced: std::collections::BTreeSet<&str> = recs.iter().map(|r| r.object_key.as_str()).collect();
+    a.stray_originals = store
+        .list("originals/")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.ends_with("/original") && !referenced.contains(k.as_str()))
+        .collect();
+    for d in docks {
+        a.left_on_docks.extend(files_under(d).into_iter().map(|p| d.join(p)));
+    }
+    // The custody chain: one valid chain, one `archived` event per recording.
+    let mut prev = evidenced::custody::GENESIS.to_string();
+    let mut after = 0;
+    let mut archived: BTreeMap<String, usize> = BTreeMap::new();
+    loop {
+        let page = cat.custody_events(None, after, 5000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.body.seq;
+        for e in &page {
+            a.custody_events += 1;
+            if a.chain_error.is_none() {
+                if e.body.prev_hash != prev {
+                    a.chain_error = Some(format!("entry {}: prev_hash does not link to the entry before", e.body.seq));
+                } else if evidenced::custody::entry_hash(&e.body) != e.hash {
+                    a.chain_error = Some(format!("entry {}: hash does not match its content", e.body.seq));
+                }
+            }
+            prev = e.hash.clone();
+            match e.body.kind.as_str() {
+                "archived" => *archived.entry(e.body.recording_id.clone().unwrap_or_default()).or_default() += 1,
+                "duplicate_sighting" => a.duplicate_sightings += 1,
+                _ => {}
+            }
+        }
+    }
+    a.duplicated.extend(archived.iter().filter(|(_, n)| **n > 1).map(|(r, n)| format!("recording {r} archived {n} times")));
+    a
+}

@@ -8,6 +8,7 @@ mod bagit;
 mod cases;
 mod catalog;
 mod cli;
+mod cluster;
 mod console;
 mod custody;
 mod daemon;

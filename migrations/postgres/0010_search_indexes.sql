@@ -1,0 +1,16 @@
+-- Search: the review queue of a unit subtree (measured by bench/search.sh; figures and query
+-- plans in docs/benchmarks-search.md).
+--
+-- `GET /api/v1/recordings?needs_review=true` from a supervisor scoped to a unit (or with `unit=`)
+-- runs `... WHERE needs_review = $1 AND (unit = $2 OR unit LIKE 'CITY/%') ORDER BY sort_at DESC,
+-- id DESC LIMIT 50`. Without this index the only ordered path is `recordings_sort`, each row
+-- fetched and filtered: at 1 million recordings, 5 % needing review, a city's queue (1/120 of the
+-- archive) walked about 100 000 rows per page (250 ms; more for a station). `recordings_unit`
+-- cannot serve the LIKE: it uses the database collation (C.UTF-8, en_US… are not "C").
+--
+-- recordings_review_unit holds only the recordings that need review (2 MB at 1 million), keyed by
+-- unit with text_pattern_ops, so the subtree's LIKE prefix becomes an index range under any
+-- collation: the planner reads the subtree's few hundred rows with a bitmap scan and sorts them
+-- (EXPLAIN ANALYZE at 1 million: 434 rows, 448 buffers, 1.8 ms, instead of an index scan that
+-- removed 106 000 rows). Writes: only recordings that need review, and clearing the flag.
+CREATE INDEX recordings_review_unit ON recordings (unit text_pattern_ops, sort_at DESC) WHERE needs_review;
