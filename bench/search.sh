@@ -164,7 +164,7 @@ for b in $BACKENDS; do
   D=$W/$b; mkdir -p "$D"
   if [[ $b == postgres ]]; then
     PGDB="evsearch_$$"
-    psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $PGDB" >/dev/null
+    psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $PGDB" >/dev/null 2>&1 || true
     psql -q "$PG/postgres" -c "CREATE DATABASE $PGDB" >/dev/null
     URL=$PG/$PGDB
   else
@@ -331,10 +331,11 @@ for backend in [s["backend"] for s in seeds]:
         ok = lambda v: "yes" if v < 50 else "**no**"
         # Phases cut short by BENCH_PHASE_SECONDS say how many samples they have.
         few = lambda st, want: f" (n={st['n']})" if st["n"] < want else ""
+        err = lambda k: f", **{r[k]} answered {'/'.join(r['error_statuses'])}**" if r[k] else ""
         p(f"| {r['filter']} | {r['matches']:,} | {i['p50_ms']:.2f} / {i['p99_ms']:.2f}{few(i, int(reqs))} "
-          f"| {h['p50_ms']:.2f} / {h['p99_ms']:.2f} / {h['max_ms']:.1f}{few(h, int(reqs))} "
-          f"| {h['p50_ms'] / max(i['p50_ms'], 1e-3):.1f} | {c['p50_ms']:.1f} / {c['p99_ms']:.1f}{few(c, 2 * int(reqs))} | {r['conc_rps']:.0f} "
-          f"| {ok(h['p99_ms'])} / {ok(c['p99_ms'])} |")
+          f"| {h['p50_ms']:.2f} / {h['p99_ms']:.2f} / {h['max_ms']:.1f}{few(h, int(reqs))}{err('http_errors')} "
+          f"| {h['p50_ms'] / max(i['p50_ms'], 1e-3):.1f} | {c['p50_ms']:.1f} / {c['p99_ms']:.1f}{few(c, 2 * int(reqs))}{err('conc_errors')} "
+          f"| {r['conc_rps']:.0f} | {ok(h['p99_ms']) if not r['http_errors'] else '**no**'} / {ok(c['p99_ms']) if not r['conc_errors'] else '**no**'} |")
 p()
 p(f"## Range reads of a proxy, {conns} connections, {rsecs} s")
 p()

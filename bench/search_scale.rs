@@ -711,10 +711,13 @@ async fn cmd_measure(url: &str, base: &str, samples: &str, plans_out: &str) {
         let get = |http: reqwest::Client, url: String, token: String| async move {
             let t = Instant::now();
             let r = http.get(&url).bearer_auth(&token).send().await.expect("get");
-            assert!(r.status().is_success(), "{url}: {}", r.status());
+            let status = r.status().as_u16();
             let body = r.bytes().await.expect("body");
-            (t.elapsed(), body.len())
+            (t.elapsed(), body.len(), status)
         };
+        // Error answers (e.g. 503 when the catalog pool times out under load) are counted, and
+        // their latency counts like any other.
+        let mut seq_errors = Vec::new();
         let mut lat = Vec::new();
         let mut bytes = 0;
         let t0 = Instant::now();
@@ -722,13 +725,18 @@ async fn cmd_measure(url: &str, base: &str, samples: &str, plans_out: &str) {
             if !more(t0, i, warm) {
                 break;
             }
-            get(http.clone(), url_q.clone(), token.clone()).await;
+            let (_, _, status) = get(http.clone(), url_q.clone(), token.clone()).await;
+            assert_eq!(status, 200, "{url_q}: a warm-up request answered {status}");
         }
         let t0 = Instant::now();
         while more(t0, lat.len(), reqs) {
-            let (d, n) = get(http.clone(), url_q.clone(), token.clone()).await;
+            let (d, n, status) = get(http.clone(), url_q.clone(), token.clone()).await;
             lat.push(d);
-            bytes = n;
+            if status == 200 {
+                bytes = n;
+            } else {
+                seq_errors.push(status);
+            }
         }
         let v: Value = http.get(&url_q).bearer_auth(&token).send().await.expect("get").json().await.expect("json");
         let http_items = v["items"].as_array().map_or(0, Vec::len);
@@ -744,14 +752,21 @@ async fn cmd_measure(url: &str, base: &str, samples: &str, plans_out: &str) {
             tasks.push(tokio::spawn(async move {
                 let mut v = Vec::new();
                 while v.len() < per && (v.len() < 2 || t.elapsed() < budget) {
-                    v.push(get(http.clone(), url_q.clone(), token.clone()).await.0);
+                    let (d, _, status) = get(http.clone(), url_q.clone(), token.clone()).await;
+                    v.push((d, status));
                 }
                 v
             }));
         }
         let mut lat = Vec::new();
+        let mut conc_errors = Vec::new();
         for t in tasks {
-            lat.extend(t.await.expect("client"));
+            for (d, status) in t.await.expect("client") {
+                lat.push(d);
+                if status != 200 {
+                    conc_errors.push(status);
+                }
+            }
         }
         let wall = t.elapsed().as_secs_f64();
         let rps = lat.len() as f64 / wall;
@@ -764,6 +779,8 @@ async fn cmd_measure(url: &str, base: &str, samples: &str, plans_out: &str) {
             json!({
                 "backend": cat.backend(), "filter": c.name, "query": query, "token": c.token, "matches": matches, "items": items,
                 "body_bytes": bytes, "inproc": inproc, "http": seq, "conc": conc, "clients": clients, "conc_rps": rps,
+                "http_errors": seq_errors.len(), "conc_errors": conc_errors.len(),
+                "error_statuses": seq_errors.iter().chain(&conc_errors).map(u16::to_string).collect::<std::collections::BTreeSet<_>>(),
             })
         );
     }
