@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::catalog::{Catalog, Job, MediaUpdate, ObjectRef};
@@ -238,9 +237,6 @@ impl JobHandler for Deriver {
         if rec.media_state != "pending" {
             return Ok(());
         }
-        // Each attempt writes its own objects: a worker that lost its lease and finishes late
-        // must not overwrite what the attempt that committed recorded.
-        let attempt = &hex::encode(Sha256::digest(job.lease_token.as_bytes()))[..12];
         let started = Instant::now();
         let input = local_input(self.store.as_ref(), &rec.object_key, &self.runner.tmp, id).await?;
         let inp = path_arg(&input.path);
@@ -264,7 +260,7 @@ impl JobHandler for Deriver {
         match self.runner.run(&args).await {
             Ok(out) => {
                 let ct = out["content_type"].as_str().unwrap_or("video/mp4").to_string();
-                let key = format!("derived/{id}/{attempt}/proxy.mp4");
+                let key = format!("derived/{id}/proxy.mp4");
                 upd.proxy = Some(store_output(self.store.as_ref(), &key, &proxy_path.0, &ct).await?);
                 upd.warning = out["warning"].as_str().map(str::to_string);
                 upd.state = "ready".into();
@@ -285,7 +281,7 @@ impl JobHandler for Deriver {
                 vec!["poster".into(), inp.clone(), path_arg(&poster_path.0), "--max-height".into(), self.runner.cfg.max_height.to_string()];
             match self.runner.run(&args).await {
                 Ok(_) => {
-                    let key = format!("derived/{id}/{attempt}/poster.jpg");
+                    let key = format!("derived/{id}/poster.jpg");
                     upd.poster = Some(store_output(self.store.as_ref(), &key, &poster_path.0, "image/jpeg").await?);
                 }
                 Err(MediaError::Worker(e)) => anyhow::bail!(e),
@@ -294,11 +290,6 @@ impl JobHandler for Deriver {
         }
         drop(input);
         if !self.commit(id, &upd).await? {
-            for o in [&upd.proxy, &upd.poster].into_iter().flatten() {
-                if let Err(e) = self.store.delete(&o.key).await {
-                    tracing::warn!(key = %o.key, error = %e, "cannot remove the outputs of a refused derivation; reconcile lists them");
-                }
-            }
             return Ok(());
         }
         if upd.state == "ready" {
