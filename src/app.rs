@@ -55,7 +55,13 @@ pub fn checkpointer(
 ) -> anyhow::Result<Arc<custody::checkpoint::Checkpointer>> {
     let signer = custody::keys::NodeSigner::load_or_create(&cfg.key_file(), &cfg.node.id)
         .with_context(|| format!("custody.key_file in {}", cfg.source))?;
-    Ok(Arc::new(custody::checkpoint::Checkpointer { catalog, store, signer: Arc::new(signer), timestamp: cfg.tsa.is_some() }))
+    Ok(Arc::new(custody::checkpoint::Checkpointer {
+        catalog,
+        store,
+        signer: Arc::new(signer),
+        timestamp: cfg.tsa.is_some(),
+        copied: Default::default(),
+    }))
 }
 
 /// Builds the ingest pipeline for `node`.
@@ -179,16 +185,16 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         .with_context(|| format!("cannot use OIDC bearer tokens ([oidc] in {})", cfg.source))?
         .map(Arc::new);
     let catalog = open_catalog_patiently(&cfg, &stop, &sd).await?;
+    // From here on the node's time is the catalog's clock (`crate::clock`), registration included.
+    match crate::clock::measure(catalog.as_ref()).await {
+        Ok(skew) => log_clock_skew(skew, cfg.node.max_clock_skew),
+        Err(e) => tracing::warn!(error = %e, "cannot read the catalog's clock now; the heartbeat retries"),
+    }
     let store = open_store(&cfg).await?;
     store.check_worm().await.with_context(|| format!("[store] object_lock in {}", cfg.source))?;
     let node = cfg.node.id.clone();
-    match store.sweep_uploads(&store::node_prefix(&node)).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(aborted = n, "aborted stray multipart uploads of this node"),
-        Err(e) => tracing::warn!(error = %e, "cannot sweep stray uploads now; journaled ones are aborted on retry"),
-    }
-    // Claim the node id before touching its leases: a second live process with the same id
-    // would otherwise release the first one's jobs.
+    // Claim the node id before touching its uploads and leases: a second live process with the
+    // same id would otherwise abort the first one's multipart uploads and release its jobs.
     let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
     let me = crate::catalog::NodeInfo {
         id: node.clone(),
@@ -201,6 +207,11 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
     register(catalog.as_ref(), &me, cfg.node.heartbeat, &stop)
         .await
         .with_context(|| format!("cannot register node {node:?} (node.id in {})", cfg.source))?;
+    match store.sweep_uploads(&store::node_prefix(&node)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(aborted = n, "aborted stray multipart uploads of this node"),
+        Err(e) => tracing::warn!(error = %e, "cannot sweep stray uploads now; journaled ones are aborted on retry"),
+    }
     match catalog.release_leases(&node).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(jobs = n, "resuming jobs this node left unfinished"),
@@ -253,6 +264,7 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
             cfg.custody.fixity_per_day,
             format!("node:{node}"),
         );
+        let fixity = crate::clock::ClockGated::new(fixity, cfg.node.max_clock_skew);
         tasks.push(tokio::spawn(jobs::run_worker(Box::new(fixity), stop.clone(), Duration::from_secs(1))));
     }
     if let Some(t) = &cfg.tsa {
@@ -295,6 +307,8 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
         actor: format!("node:{node}"),
         last_sweep: None,
     };
+    // Retention and fixity decide by the time: they pause while the system clock is off.
+    let retention = crate::clock::ClockGated::new(retention, cfg.node.max_clock_skew);
     tasks.push(tokio::spawn(jobs::run_worker(Box::new(retention), stop.clone(), Duration::from_secs(2))));
     let worm = cfg.store.object_lock != "off";
     if worm {
@@ -321,7 +335,8 @@ pub async fn run(cfg: Config, sd: Notifier, watchdog: Option<Duration>) -> anyho
     .layer(axum::Extension(Arc::new(crate::api::auth::FailureLimiter::default())));
     let server = tokio::spawn(crate::server::serve(listener, app, cfg.api.header_timeout, Duration::from_secs(2), stop.clone()));
 
-    tasks.push(tokio::spawn(heartbeat(catalog.clone(), me.clone(), cfg.node.heartbeat, metrics.clone(), stop.clone())));
+    let beat = Heartbeat { every: cfg.node.heartbeat, max_clock_skew: cfg.node.max_clock_skew };
+    tasks.push(tokio::spawn(heartbeat(catalog.clone(), me.clone(), beat, metrics.clone(), stop.clone())));
 
     sd.send(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("running")]);
     if let Some(every) = watchdog {
@@ -410,22 +425,50 @@ fn predecessor_is_gone(instance: &str, hostname: &str) -> bool {
     !alive
 }
 
-/// Records this node's heartbeat every `every` until `stop`, and refreshes the node gauges. A
-/// missed beat is logged and counted; another instance taking the id over is logged as an error
-/// (it should not happen: registration refuses a live duplicate).
+/// `[node]` settings of the heartbeat.
+#[derive(Debug, Clone, Copy)]
+struct Heartbeat {
+    /// `node.heartbeat`.
+    every: Duration,
+    /// `node.max_clock_skew`.
+    max_clock_skew: Duration,
+}
+
+/// Logs the system clock's skew: an error while it is beyond `max` (retention and fixity pause).
+fn log_clock_skew(skew: Option<i64>, max: Duration) {
+    if let Err(e) = crate::clock::check(skew, max) {
+        tracing::error!(skew_seconds = skew.unwrap_or_default() / 1_000_000, "{e}; fix this host's time (NTP)");
+    }
+}
+
+/// Records this node's heartbeat every `every` until `stop`, with the system clock's skew
+/// measured against the catalog's (re-anchoring the node's time, `crate::clock`), and refreshes
+/// the node and skew gauges. A missed beat is logged and counted; another instance taking the id
+/// over is logged as an error (it should not happen: registration refuses a live duplicate).
 async fn heartbeat(
     catalog: Arc<dyn Catalog>,
     me: crate::catalog::NodeInfo,
-    every: Duration,
+    beat: Heartbeat,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(beat.every) => {}
         }
-        match catalog.node_heartbeat(&me.id, &me.instance).await {
+        let skew = match crate::clock::measure(catalog.as_ref()).await {
+            Ok(skew) => skew,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the catalog's clock");
+                crate::clock::skew_micros()
+            }
+        };
+        if let Some(s) = skew {
+            metrics.clock_skew.set(s as f64 / 1e6);
+        }
+        log_clock_skew(skew, beat.max_clock_skew);
+        match catalog.node_heartbeat(&me.id, &me.instance, skew).await {
             Ok(true) => {}
             Ok(false) => {
                 metrics.heartbeat_failures.inc();

@@ -1,5 +1,5 @@
 //! The command line (clap): `run`, `ingest`, `verify`, `export`, `retention plan`, `report`, `token create|list|revoke`,
-//! `reconcile`, `backup`. `--config` is global and
+//! `reconcile`, `backup`, `rebuild`. `--config` is global and
 //! defaults to `$EVIDENCED_CONFIG`, then `config/evidenced.toml` (or the embedded default when
 //! that file does not exist). Errors print one clear line and exit non-zero, never a panic.
 
@@ -91,6 +91,14 @@ pub enum Command {
         /// The directory to create (refused when it exists).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Restore an empty catalog from the object store alone: the custody log copies, signed
+    /// checkpoints and keys under `custody/`, `checkpoints/` and `keys/`. Exit 0: restored; 1:
+    /// restored, with discrepancies reported; 2: could not run (for example, the catalog is not empty).
+    Rebuild {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Manage API principals and their bearer tokens.
     Token {
@@ -200,6 +208,7 @@ async fn dispatch(cmd: Command, cfg: Config, systemd: (crate::app::Notifier, Opt
         Command::Token { action } => token(cfg, action).await,
         Command::Reconcile { json, clean } => crate::ops::reconcile_cmd(&cfg, json, clean).await,
         Command::Backup { out } => crate::ops::backup_cmd(&cfg, &out).await,
+        Command::Rebuild { json } => crate::ops::rebuild::rebuild_cmd(&cfg, json).await,
     }
 }
 

@@ -102,16 +102,29 @@ pub struct NodeConfig {
     /// it shows as `lost` (`GET /api/v1/nodes`, `evidenced_nodes{state}`).
     #[serde(default = "default_heartbeat", with = "humantime_serde_compat")]
     pub heartbeat: Duration,
+    /// How far this host's clock may be from the catalog's (PostgreSQL) before the node pauses
+    /// work that decides something irreversible by the time (retention, fixity); ingest goes on.
+    #[serde(default = "default_max_clock_skew", with = "humantime_serde_compat")]
+    pub max_clock_skew: Duration,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { id: default_node_id(), state_dir: default_state_dir(), heartbeat: default_heartbeat() }
+        Self {
+            id: default_node_id(),
+            state_dir: default_state_dir(),
+            heartbeat: default_heartbeat(),
+            max_clock_skew: default_max_clock_skew(),
+        }
     }
 }
 
 fn default_heartbeat() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_max_clock_skew() -> Duration {
+    Duration::from_secs(120)
 }
 
 fn default_node_id() -> String {
@@ -859,6 +872,9 @@ impl Config {
         }
         if self.node.heartbeat < Duration::from_millis(200) || self.node.heartbeat > Duration::from_secs(300) {
             return Err(self.key_err("node.heartbeat", "must be between 200ms and 5m"));
+        }
+        if self.node.max_clock_skew < Duration::from_secs(1) || self.node.max_clock_skew > Duration::from_secs(86_400) {
+            return Err(self.key_err("node.max_clock_skew", "must be between 1s and 24h"));
         }
         if self.api.header_timeout < Duration::from_millis(100) || self.api.header_timeout > Duration::from_secs(300) {
             return Err(self.key_err("api.header_timeout", "must be between 100ms and 5m"));

@@ -1,5 +1,5 @@
 //! Prometheus metrics: files and bytes ingested, ingest duration, errors, queue depths, node
-//! identity and the liveness of the nodes sharing the catalog. One
+//! identity, the liveness of the nodes sharing the catalog and this host's clock skew. One
 //! registry per process, rendered by `GET /metrics`.
 
 use prometheus_client::encoding::text::encode;
@@ -41,6 +41,9 @@ pub struct Metrics {
     pub nodes: Family<Vec<(String, String)>, Gauge>,
     /// Failed heartbeats of this node (catalog unreachable, or its id taken over).
     pub heartbeat_failures: Counter,
+    /// This host's clock minus the catalog's, seconds (0 until measured; never on SQLite): alert
+    /// when its magnitude nears `node.max_clock_skew`.
+    pub clock_skew: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -67,6 +70,7 @@ impl Metrics {
         let node_info = Family::<Vec<(String, String)>, Gauge>::default();
         let nodes = Family::<Vec<(String, String)>, Gauge>::default();
         let heartbeat_failures = Counter::default();
+        let clock_skew = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register("files_ingested", "Originals archived as new recordings", files_ingested.clone());
         registry.register("bytes_ingested", "Bytes of originals archived", bytes_ingested.clone());
         registry.register("ingest_duration_seconds", "Time from pick-up to catalog commit", ingest_seconds.clone());
@@ -81,6 +85,7 @@ impl Metrics {
         registry.register("node_info", "This node: id, version and process instance", node_info.clone());
         registry.register("nodes", "Nodes sharing the catalog, by liveness state", nodes.clone());
         registry.register("node_heartbeat_failures", "Heartbeats this node could not record", heartbeat_failures.clone());
+        registry.register("clock_skew_seconds", "This host's clock minus the catalog's clock", clock_skew.clone());
         Self {
             registry,
             files_ingested,
@@ -97,6 +102,7 @@ impl Metrics {
             node_info,
             nodes,
             heartbeat_failures,
+            clock_skew,
         }
     }
 

@@ -34,6 +34,14 @@ use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::store::ObjectStore;
 
+/// The request parsers of the recording routes, for the fuzz targets in `fuzz/` (not a stable
+/// API): the search filter and its parameters, and the `Range` header of every byte route with
+/// the rule that decides whether a ranged request is audited.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::recordings::{FILTER_KEYS, filter_from, later_range_request, parse_limit, parse_time, requested_range};
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {

@@ -16,7 +16,8 @@ use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::catalog::{ObjectRef, Recording, RecordingFilter};
 
-pub(super) const FILTER_KEYS: [&str; 11] =
+/// The query parameters the recording search accepts; any other is a 400 `unknown_parameter`.
+pub const FILTER_KEYS: [&str; 11] =
     ["officer", "device", "unit", "case", "category", "from", "to", "state", "needs_review", "limit", "cursor"];
 
 /// The search filters of `GET /recordings` and `GET /cases/{id}/recordings` as the API
@@ -64,7 +65,7 @@ pub struct RecordingPage {
 }
 
 /// A page size: 1 to 500, else 400 `invalid_parameter`.
-pub(super) fn parse_limit(v: &str) -> Result<i64, ApiError> {
+pub fn parse_limit(v: &str) -> Result<i64, ApiError> {
     v.parse::<i64>()
         .ok()
         .filter(|n| (1..=500).contains(n))
@@ -72,14 +73,14 @@ pub(super) fn parse_limit(v: &str) -> Result<i64, ApiError> {
 }
 
 /// An RFC 3339 query parameter in micros, else 400 `invalid_parameter` naming `key`.
-pub(super) fn parse_time(key: &str, v: &str) -> Result<i64, ApiError> {
+pub fn parse_time(key: &str, v: &str) -> Result<i64, ApiError> {
     chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| t.timestamp_micros())
         .map_err(|_| ApiError::bad("invalid_parameter", format!("{key}: expected an RFC 3339 time, got {v:?}")))
 }
 
 /// Parses the search query into a filter.
-pub(super) fn filter_from(q: &HashMap<String, String>) -> Result<RecordingFilter, ApiError> {
+pub fn filter_from(q: &HashMap<String, String>) -> Result<RecordingFilter, ApiError> {
     if let Some(k) = q.keys().find(|k| !FILTER_KEYS.contains(&k.as_str())) {
         return Err(ApiError::bad("unknown_parameter", format!("unknown parameter {k:?}")));
     }
@@ -232,10 +233,14 @@ pub fn present(st: &AppState, mut r: Recording) -> Recording {
     r
 }
 
+/// The `what` of the byte routes (see [`audit`]): their later Range requests are not new accesses.
+const RANGED: [&str; 3] = ["proxy", "original", "clip"];
+
 /// Records one audited access (`accessed` or `downloaded`) in the custody log before anything is
 /// served, so an access that cannot be recorded does not happen. Byte-range requests count once:
-/// only a request that starts at the first byte (or has no Range) is an access, not each of a
-/// player's later Range requests for the same object.
+/// a player's later Range requests for the same object (see [`later_range_request`]) are not
+/// accesses; every other request is, whatever headers it carries (a metadata view or a grant
+/// with a `Range` header too).
 pub async fn audit(
     st: &AppState,
     caller: &Caller,
@@ -246,7 +251,7 @@ pub async fn audit(
     extra: serde_json::Value,
 ) -> Result<Option<i64>, ApiError> {
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    if range.is_some_and(|r| !r.trim().starts_with("bytes=0-")) {
+    if RANGED.contains(&what) && later_range_request(headers) {
         return Ok(None);
     }
     let mut d = serde_json::json!({"what": what, "role": caller.0.role, "range": range, "from": caller.1.map(|ip| ip.to_string())});
@@ -328,18 +333,47 @@ fn content_type(ext: &str) -> &'static str {
     }
 }
 
-/// The byte range a request asks for: `None` = the whole object.
-fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
-    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
-    // Unparseable or multi-range requests get the whole object (a server may ignore Range).
-    let Ok(parsed) = http_range_header::parse_range_header(raw) else { return Ok(None) };
-    match parsed.validate(size) {
-        Ok(ranges) if ranges.len() == 1 => {
-            let r = &ranges[0];
-            Ok(Some((*r.start(), r.end() - r.start() + 1)))
-        }
-        Ok(_) => Ok(None),
-        Err(_) => Err(ApiError::RangeNotSatisfiable(size)),
+/// The one range of a `Range` header, if it has exactly one that parses.
+fn single_range(headers: &HeaderMap) -> Option<http_range_header::SyntacticallyCorrectRange> {
+    let raw = headers.get(header::RANGE)?.to_str().ok()?;
+    match http_range_header::parse_range_header(raw).ok()?.ranges.as_slice() {
+        [r] => Some(*r),
+        _ => None,
+    }
+}
+
+/// The byte range a request asks for as `(start, length)`: `None` = the whole object. As RFC 9110
+/// section 14.1.2 has it: unparseable, reversed or multiple ranges are ignored (the whole object);
+/// a range that starts at or after the end is a 416, as is any range of an empty object; a
+/// suffix longer than the object is the whole object.
+pub fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+    use http_range_header::{EndPosition, StartPosition};
+    let Some(r) = single_range(headers) else { return Ok(None) };
+    let (start, last) = match (r.start, r.end) {
+        (StartPosition::Index(a), EndPosition::Index(b)) if b < a => return Ok(None),
+        (StartPosition::FromLast(0), _) => return Err(ApiError::RangeNotSatisfiable(size)),
+        _ if size == 0 => return Err(ApiError::RangeNotSatisfiable(size)),
+        (StartPosition::FromLast(n), _) => (size - n.min(size), size - 1),
+        (StartPosition::Index(a), _) if a >= size => return Err(ApiError::RangeNotSatisfiable(size)),
+        (StartPosition::Index(a), EndPosition::Index(b)) => (a, b.min(size - 1)),
+        (StartPosition::Index(a), EndPosition::LastByte) => (a, size - 1),
+    };
+    Ok(Some((start, last - start + 1)))
+}
+
+/// Whether a request is one of a player's later Range requests, which [`audit`] does not count
+/// as another access: one range that starts after the first byte (`bytes=N-` or `bytes=N-M`,
+/// N > 0) and no `If-Range`. Whatever else may be served the first byte or the whole object (an
+/// unparseable, multiple or suffix range, an `If-Range` that does not match), so it is audited.
+pub fn later_range_request(headers: &HeaderMap) -> bool {
+    use http_range_header::{EndPosition, StartPosition};
+    if headers.contains_key(header::IF_RANGE) {
+        return false;
+    }
+    match single_range(headers).map(|r| (r.start, r.end)) {
+        Some((StartPosition::Index(a), EndPosition::Index(b))) => a > 0 && b >= a,
+        Some((StartPosition::Index(a), EndPosition::LastByte)) => a > 0,
+        _ => false,
     }
 }
 
@@ -461,6 +495,31 @@ mod tests {
         assert_eq!(requested_range(&hdr("bytes=0-1,5-6"), 100).unwrap(), None);
         assert_eq!(requested_range(&hdr("garbage"), 100).unwrap(), None);
         assert!(matches!(requested_range(&hdr("bytes=100-"), 100), Err(ApiError::RangeNotSatisfiable(100))));
+        // Against the RFC 9110 model of fuzz/fuzz_targets/range_header.rs: a suffix longer than the
+        // object is the whole object (it was a 416), a reversed range is ignored (it was a 416),
+        // and an empty object has no byte 0 (it was served as `bytes 0-0/0`, one byte long).
+        assert_eq!(requested_range(&hdr("bytes=-500"), 100).unwrap(), Some((0, 100)));
+        assert_eq!(requested_range(&hdr("bytes=5-3"), 100).unwrap(), None);
+        assert!(matches!(requested_range(&hdr("bytes=0-"), 0), Err(ApiError::RangeNotSatisfiable(0))));
+        assert!(matches!(requested_range(&hdr("bytes=0-0"), 0), Err(ApiError::RangeNotSatisfiable(0))));
+    }
+
+    #[test]
+    fn only_later_range_requests_go_unaudited() {
+        for later in ["bytes=1-", "bytes=5-9", "bytes=1000-"] {
+            assert!(later_range_request(&hdr(later)), "{later}");
+        }
+        // Each of these is served the first byte or the whole object, so each is an access. All
+        // but the first three went unaudited before (the rule was `starts_with("bytes=0-")`).
+        for access in
+            ["bytes=0-", "bytes=0-1", "bytes=0-1,5-6", "garbage", "BYTES=1-", "bytes=1-2,0-", "bytes=-999999", "bytes=00-", "bytes=9-3"]
+        {
+            assert!(!later_range_request(&hdr(access)), "{access}");
+        }
+        let mut h = hdr("bytes=1-");
+        h.insert(header::IF_RANGE, HeaderValue::from_static("\"stale\""));
+        assert!(!later_range_request(&h), "a stale If-Range gets the whole object");
+        assert!(!later_range_request(&HeaderMap::new()));
     }
 
     #[test]

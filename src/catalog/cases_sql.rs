@@ -57,7 +57,7 @@ macro_rules! impl_case_records {
                     other => other,
                 })?;
                 let d = serde_json::json!({"case": c.id, "title": c.title, "unit": c.unit});
-                Self::append_in(&mut tx, $crate::custody::kind::CASE_CREATED, actor, None, d).await?;
+                Self::append_at(&mut tx, now, $crate::custody::kind::CASE_CREATED, actor, None, d).await?;
                 tx.commit().await?;
                 Ok($crate::catalog::cases::CaseRow {
                     id: c.id.clone(),
@@ -111,7 +111,7 @@ macro_rules! impl_case_records {
                     .execute(&mut *tx)
                     .await?;
                 let d = serde_json::json!({"case": id, "title": row.title, "status": row.status, "changes": changes});
-                Self::append_in(&mut tx, $crate::custody::kind::CASE_UPDATED, actor, None, d).await?;
+                Self::append_at(&mut tx, now, $crate::custody::kind::CASE_UPDATED, actor, None, d).await?;
                 tx.commit().await?;
                 Ok(row.into())
             }
@@ -144,13 +144,14 @@ macro_rules! impl_case_records {
             async fn link(&self, case_id: &str, recording_id: &str, actor: &str, reason: Option<&str>) -> $crate::catalog::Result<bool> {
                 let mut tx = self.write_tx().await?;
                 Self::check_link_ends(&mut tx, case_id, recording_id).await?;
+                let now = $crate::catalog::now_micros();
                 let n = sqlx::query(
                     "INSERT INTO case_links (case_id, recording_id, linked_at, linked_by) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (case_id, recording_id) DO NOTHING",
                 )
                 .bind(case_id)
                 .bind(recording_id)
-                .bind($crate::catalog::now_micros())
+                .bind(now)
                 .bind(actor)
                 .execute(&mut *tx)
                 .await?
@@ -160,7 +161,7 @@ macro_rules! impl_case_records {
                 }
                 let cases = Self::sync_case_ids(&mut tx, recording_id).await?;
                 let d = serde_json::json!({"case": case_id, "reason": reason, "cases": cases});
-                Self::append_in(&mut tx, $crate::custody::kind::LINKED, actor, Some(recording_id), d).await?;
+                Self::append_at(&mut tx, now, $crate::custody::kind::LINKED, actor, Some(recording_id), d).await?;
                 // Case footage is evidence unless an archivist has already chosen a category; later
                 // unlinking never shortens it again.
                 let upgraded = sqlx::query("UPDATE recordings SET category = 'evidence' WHERE id = $1 AND category = 'uncategorized'")

@@ -31,21 +31,7 @@ macro_rules! impl_custody_records {
 
             async fn record_checkpoint(&self, c: &$crate::catalog::custody::Checkpoint, actor: &str) -> $crate::catalog::Result<i64> {
                 let mut tx = self.write_tx().await?;
-                sqlx::query(
-                    "INSERT INTO checkpoints (id, node, key_id, seq, hash, at, body, signature, object_key) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&c.id)
-                .bind(&c.node)
-                .bind(&c.key_id)
-                .bind(c.seq)
-                .bind(&c.hash)
-                .bind(c.at)
-                .bind(&c.body)
-                .bind(&c.signature)
-                .bind(&c.object_key)
-                .execute(&mut *tx)
-                .await?;
+                Self::insert_checkpoint_in(&mut tx, c).await?;
                 let d = serde_json::json!({
                     "checkpoint": c.id, "node": c.node, "key_id": c.key_id, "seq": c.seq, "hash": c.hash,
                     "signature": c.signature, "object_key": c.object_key,

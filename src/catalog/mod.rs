@@ -12,6 +12,8 @@ mod custody_sql;
 pub mod nodes;
 mod nodes_sql;
 mod postgres;
+pub mod rebuild;
+mod rebuild_sql;
 pub mod report;
 mod report_sql;
 pub mod retention;
@@ -31,6 +33,7 @@ pub use cases::{Case, CaseRecords, CaseUpdate, NewCase};
 pub use custody::{Checkpoint, CustodyRecords, NodeKey, Timestamp};
 pub use nodes::{NodeInfo, NodeRecords, NodeStatus};
 pub use postgres::PgCatalog;
+pub use rebuild::RebuildRecords;
 pub use report::{AnnualReport, ReportRecords};
 pub use retention::{DestroyedRecording, Destruction, DestructionBatch, RetentionRecords};
 pub use sqlite::SqliteCatalog;
@@ -96,9 +99,10 @@ impl CatalogError {
 /// Convenience alias.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
-/// Current time in catalog units.
+/// Current time in catalog units: the catalog's clock once this process has measured it (see
+/// [`crate::clock`]), the system clock before.
 pub fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
+    crate::clock::now_micros()
 }
 
 /// Identity of a file on a dock at one instant; any change makes it a new sighting.
@@ -341,6 +345,43 @@ pub struct MediaUpdate {
     pub duration_ms: Option<i64>,
 }
 
+/// The details of a `derived` custody entry: everything [`MediaUpdate`] set, so the entry alone
+/// restores the recording's media columns (`evidenced rebuild`).
+pub fn media_details(u: &MediaUpdate) -> serde_json::Value {
+    serde_json::json!({
+        "media_state": u.state, "error": u.error, "warning": u.warning,
+        "proxy": u.proxy, "poster": u.poster, "media": u.media,
+        "started_at": u.started_at.map(crate::custody::format_at),
+        "gps": u.gps.map(|(lat, lon)| serde_json::json!({"lat": lat, "lon": lon})),
+        "duration_ms": u.duration_ms,
+    })
+}
+
+/// The [`MediaUpdate`] a `derived` entry's details record (entries written before the container
+/// facts were added give `None` for them).
+pub fn media_update_of(d: &serde_json::Value) -> MediaUpdate {
+    let object = |k: &str| {
+        let o = &d[k];
+        Some(ObjectRef {
+            key: o["key"].as_str()?.to_string(),
+            sha256: o["sha256"].as_str().unwrap_or_default().to_string(),
+            size: o["size"].as_i64().unwrap_or_default(),
+            content_type: o["content_type"].as_str().unwrap_or_default().to_string(),
+        })
+    };
+    MediaUpdate {
+        state: d["media_state"].as_str().unwrap_or("failed").to_string(),
+        media: Some(d["media"].clone()).filter(|m| !m.is_null()),
+        error: d["error"].as_str().map(str::to_string),
+        warning: d["warning"].as_str().map(str::to_string),
+        proxy: object("proxy"),
+        poster: object("poster"),
+        started_at: d["started_at"].as_str().and_then(crate::custody::parse_at),
+        gps: d["gps"]["lat"].as_f64().zip(d["gps"]["lon"].as_f64()),
+        duration_ms: d["duration_ms"].as_i64(),
+    }
+}
+
 /// A clip request.
 #[derive(Debug, Clone)]
 pub struct NewClip {
@@ -499,7 +540,16 @@ pub struct QueueDepth {
 /// The catalog boundary. Both backends pass the same conformance suite (`tests/it/catalog.rs`).
 #[async_trait]
 pub trait Catalog:
-    AccessRecords + NodeRecords + CustodyRecords + CaseRecords + RecordingUpdates + RetentionRecords + ReportRecords + Send + Sync
+    AccessRecords
+    + NodeRecords
+    + CustodyRecords
+    + CaseRecords
+    + RecordingUpdates
+    + RetentionRecords
+    + ReportRecords
+    + RebuildRecords
+    + Send
+    + Sync
 {
     /// Backend name for messages (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;

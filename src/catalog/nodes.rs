@@ -3,7 +3,8 @@
 //! start (refused while another live process holds the same node id, since it would release
 //! that process's job leases), heartbeats on a schedule, and marks itself stopped on a clean
 //! stop; a node whose heartbeat is older than three intervals is `lost` and its job leases run
-//! out on their own.
+//! out on their own. Each heartbeat also records how far the node's system clock is from the
+//! catalog's (`crate::clock`).
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -52,6 +53,9 @@ pub struct NodeStatus {
     pub state: String,
     /// Jobs leased by this node right now.
     pub leases: i64,
+    /// How far its system clock was from the catalog's at its last heartbeat (system − catalog,
+    /// seconds; null before the first measurement and on SQLite, which has no clock of its own).
+    pub clock_skew_seconds: Option<f64>,
 }
 
 /// The liveness of a node row at `now` (micros).
@@ -72,8 +76,12 @@ pub trait NodeRecords: Send + Sync {
     /// different live instance holds the same node id — unless it is `replace`, an instance
     /// the caller knows is dead (its crashed predecessor on the same host).
     async fn register_node(&self, n: &NodeInfo, replace: Option<&str>) -> Result<()>;
-    /// Refreshes the heartbeat; false when another instance has taken the node id over.
-    async fn node_heartbeat(&self, id: &str, instance: &str) -> Result<bool>;
+    /// Refreshes the heartbeat and the measured clock skew (system − catalog, micros); false
+    /// when another instance has taken the node id over.
+    async fn node_heartbeat(&self, id: &str, instance: &str, clock_skew: Option<i64>) -> Result<bool>;
+    /// The catalog's own clock (micros since the epoch) where it has one independent of this
+    /// host (PostgreSQL's `clock_timestamp()`); `None` on SQLite.
+    async fn catalog_clock(&self) -> Result<Option<i64>>;
     /// Marks a clean stop.
     async fn node_stopped(&self, id: &str, instance: &str) -> Result<()>;
     /// Every node, by id, with its state and leases now.

@@ -43,14 +43,21 @@ macro_rules! impl_node_records {
                 Ok(())
             }
 
-            async fn node_heartbeat(&self, id: &str, instance: &str) -> $crate::catalog::Result<bool> {
-                let r = sqlx::query("UPDATE nodes SET heartbeat_at = $3 WHERE id = $1 AND instance = $2")
+            async fn node_heartbeat(&self, id: &str, instance: &str, clock_skew: Option<i64>) -> $crate::catalog::Result<bool> {
+                let r = sqlx::query("UPDATE nodes SET heartbeat_at = $3, clock_skew_ms = $4 WHERE id = $1 AND instance = $2")
                     .bind(id)
                     .bind(instance)
                     .bind($crate::catalog::now_micros())
+                    .bind(clock_skew.map(|us| us / 1000))
                     .execute(&self.pool)
                     .await?;
                 Ok(r.rows_affected() > 0)
+            }
+
+            async fn catalog_clock(&self) -> $crate::catalog::Result<Option<i64>> {
+                let Some(sql) = Self::CATALOG_CLOCK else { return Ok(None) };
+                let (micros,): (i64,) = sqlx::query_as(sql).fetch_one(&self.pool).await?;
+                Ok(Some(micros))
             }
 
             async fn node_stopped(&self, id: &str, instance: &str) -> $crate::catalog::Result<()> {
@@ -64,10 +71,10 @@ macro_rules! impl_node_records {
             }
 
             async fn nodes(&self) -> $crate::catalog::Result<Vec<$crate::catalog::nodes::NodeStatus>> {
-                type Row = (String, String, String, String, String, i64, i64, i64, Option<i64>, i64);
+                type Row = (String, String, String, String, String, i64, i64, i64, Option<i64>, i64, Option<i64>);
                 let rows: Vec<Row> = sqlx::query_as(
                     "SELECT n.id, n.instance, n.version, n.hostname, n.api_listen, n.started_at, n.heartbeat_at, n.heartbeat_every_ms, \
-                     n.stopped_at, (SELECT COUNT(*) FROM jobs j WHERE j.lease_owner = n.id AND j.state = 'running') \
+                     n.stopped_at, (SELECT COUNT(*) FROM jobs j WHERE j.lease_owner = n.id AND j.state = 'running'), n.clock_skew_ms \
                      FROM nodes n ORDER BY n.id",
                 )
                 .fetch_all(&self.pool)
@@ -76,7 +83,7 @@ macro_rules! impl_node_records {
                 let at = $crate::custody::format_at;
                 Ok(rows
                     .into_iter()
-                    .map(|(id, instance, version, hostname, api_listen, started, beat, every, stopped, leases)| {
+                    .map(|(id, instance, version, hostname, api_listen, started, beat, every, stopped, leases, skew_ms)| {
                         $crate::catalog::nodes::NodeStatus {
                             state: $crate::catalog::nodes::node_state(beat, every * 1000, stopped.is_some(), now).to_string(),
                             id,
@@ -88,6 +95,7 @@ macro_rules! impl_node_records {
                             heartbeat_at: at(beat),
                             stopped_at: stopped.map(at),
                             leases,
+                            clock_skew_seconds: skew_ms.map(|ms| ms as f64 / 1000.0),
                         }
                     })
                     .collect())

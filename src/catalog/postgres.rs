@@ -21,6 +21,8 @@ pub struct PgCatalog {
 impl PgCatalog {
     const BACKEND: &'static str = "postgres";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    /// The server's clock, which every node's time is measured against (`crate::clock`).
+    const CATALOG_CLOCK: Option<&'static str> = Some("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT");
 
     /// Connects and runs migrations (serialized by sqlx's own advisory lock).
     pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
@@ -51,3 +53,4 @@ super::cases_sql::impl_case_records!(PgCatalog, Postgres);
 super::report_sql::impl_report_records!(PgCatalog, Postgres);
 super::access_sql::impl_access_records!(PgCatalog, Postgres);
 super::nodes_sql::impl_node_records!(PgCatalog, Postgres);
+super::rebuild_sql::impl_rebuild_records!(PgCatalog, Postgres);

@@ -255,9 +255,144 @@ pub(super) fn like_escape(s: &str) -> String {
 macro_rules! impl_catalog {
     ($ty:ty, $db:ty) => {
         impl $ty {
+            /// Inserts a new recording row (state `archived`, media `pending`) and the cases its
+            /// attribution names (created open when new, and linked), inside a write transaction:
+            /// ingest's commit and `rebuild`'s replay of an `archived` entry share it.
+            async fn insert_recording_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: &str,
+                rec: &$crate::catalog::NewRecording,
+                actor: &str,
+                now: i64,
+            ) -> $crate::catalog::Result<()> {
+                let a = &rec.attribution;
+                let sort_at = a.started_at.unwrap_or(now);
+                let case_ids = $crate::catalog::cases::normalize_ids(&a.case_ids);
+                sqlx::query(
+                    "INSERT INTO recordings (id, sha256, size, object_key, manifest_key, original_name, extension, \
+                     device, officer, unit, started_at, ended_at, duration_ms, gps_lat, gps_lon, case_ids, category, \
+                     classification, needs_review, review_reasons, attribution, state, media_state, archived_at, sort_at, node) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+                     $21, 'archived', 'pending', $22, $23, $24)",
+                )
+                .bind(id)
+                .bind(&rec.sha256)
+                .bind(rec.size)
+                .bind(&rec.object_key)
+                .bind(&rec.manifest_key)
+                .bind(&rec.original_name)
+                .bind(&rec.extension)
+                .bind(&a.device)
+                .bind(&a.officer)
+                .bind(&a.unit)
+                .bind(a.started_at)
+                .bind(a.ended_at)
+                .bind(a.duration_ms)
+                .bind(a.gps.map(|g| g.lat))
+                .bind(a.gps.map(|g| g.lon))
+                .bind(serde_json::to_string(&case_ids).unwrap_or_else(|_| "[]".into()))
+                .bind(a.category.clone().unwrap_or_else(|| if a.case_ids.is_empty() { "uncategorized" } else { "evidence" }.into()))
+                .bind(a.classification.clone().unwrap_or_else(|| "normal".into()))
+                .bind(a.needs_review)
+                .bind(serde_json::to_string(&a.review_reasons).unwrap_or_else(|_| "[]".into()))
+                .bind(a.sources.to_string())
+                .bind(now)
+                .bind(sort_at)
+                .bind(&rec.node)
+                .execute(&mut **tx)
+                .await?;
+                // Cases the sidecar names: created (open) when new, and linked; `archived` attributes both.
+                for c in &case_ids {
+                    sqlx::query(
+                        "INSERT INTO cases (id, created_at, created_by, updated_at) VALUES ($1, $2, $3, $2) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(c)
+                    .bind(now)
+                    .bind(actor)
+                    .execute(&mut **tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO case_links (case_id, recording_id, linked_at, linked_by) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (case_id, recording_id) DO NOTHING",
+                    )
+                    .bind(c)
+                    .bind(id)
+                    .bind(now)
+                    .bind(actor)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Records a derivation's outcome on a recording still `pending` (the fence: a late
+            /// second derivation changes nothing) and returns the rows changed. Container facts
+            /// (start, position, duration) fill only what attribution left empty. Shared by
+            /// `set_media` and `rebuild`'s replay of a `derived` entry.
+            async fn apply_media_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: &str,
+                u: &$crate::catalog::MediaUpdate,
+                now: i64,
+            ) -> $crate::catalog::Result<u64> {
+                let (pk, ps, pz, pt) = match &u.proxy {
+                    Some(o) => (Some(o.key.clone()), Some(o.sha256.clone()), Some(o.size), Some(o.content_type.clone())),
+                    None => (None, None, None, None),
+                };
+                let (qk, qs, qz) = match &u.poster {
+                    Some(o) => (Some(o.key.clone()), Some(o.sha256.clone()), Some(o.size)),
+                    None => (None, None, None),
+                };
+                Ok(sqlx::query(
+                    "UPDATE recordings SET media_state = $2, media = $3, media_error = $4, media_warning = $5, \
+                     proxy_key = $6, proxy_sha256 = $7, proxy_size = $8, proxy_type = $9, \
+                     poster_key = $10, poster_sha256 = $11, poster_size = $12, media_ready_at = $13, \
+                     sort_at = CASE WHEN started_at IS NULL AND $14 IS NOT NULL THEN $14 ELSE sort_at END, \
+                     started_at = COALESCE(started_at, $14), \
+                     gps_lat = CASE WHEN gps_lat IS NULL THEN $15 ELSE gps_lat END, \
+                     gps_lon = CASE WHEN gps_lat IS NULL THEN $16 ELSE gps_lon END, \
+                     duration_ms = COALESCE(duration_ms, $17) WHERE id = $1 AND media_state = 'pending'",
+                )
+                .bind(id)
+                .bind(&u.state)
+                // Canonical (RFC 8785), as in the `derived` entry, so a replay stores the same text.
+                .bind(u.media.as_ref().map(|m| String::from_utf8_lossy(&$crate::custody::canonical_value(m)).into_owned()))
+                .bind(&u.error)
+                .bind(&u.warning)
+                .bind(pk)
+                .bind(ps)
+                .bind(pz)
+                .bind(pt)
+                .bind(qk)
+                .bind(qs)
+                .bind(qz)
+                .bind(now)
+                .bind(u.started_at)
+                .bind(u.gps.map(|g| g.0))
+                .bind(u.gps.map(|g| g.1))
+                .bind(u.duration_ms)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected())
+            }
+
             /// Appends one custody event inside a transaction that holds the chain lock.
             async fn append_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
+                kind: &str,
+                actor: &str,
+                recording_id: Option<&str>,
+                details: serde_json::Value,
+            ) -> $crate::catalog::Result<i64> {
+                Self::append_at(tx, $crate::catalog::now_micros(), kind, actor, recording_id, details).await
+            }
+
+            /// [`Self::append_in`] at a given time: the time the same transaction wrote into the
+            /// rows the entry describes, read while it already held the chain lock (so entries
+            /// stay in time order), so that replaying the entry restores those rows exactly.
+            async fn append_at(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                at: i64,
                 kind: &str,
                 actor: &str,
                 recording_id: Option<&str>,
@@ -271,7 +406,6 @@ macro_rules! impl_catalog {
                     Some((s, h)) => (s + 1, h),
                     None => (1, $crate::custody::GENESIS.to_string()),
                 };
-                let at = $crate::catalog::now_micros();
                 let body = $crate::custody::EntryBody {
                     seq,
                     at: $crate::custody::format_at(at),
@@ -521,71 +655,15 @@ macro_rules! impl_catalog {
                     .await?;
                     (ArchiveOutcome::Duplicate(existing), "duplicate")
                 } else {
-                    let a = &rec.attribution;
-                    let sort_at = a.started_at.unwrap_or(now);
-                    let case_ids = $crate::catalog::cases::normalize_ids(&a.case_ids);
-                    sqlx::query(
-                        "INSERT INTO recordings (id, sha256, size, object_key, manifest_key, original_name, extension, \
-                         device, officer, unit, started_at, ended_at, duration_ms, gps_lat, gps_lon, case_ids, category, \
-                         classification, needs_review, review_reasons, attribution, state, media_state, archived_at, sort_at, node) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-                         $21, 'archived', 'pending', $22, $23, $24)",
-                    )
-                    .bind(sighting_id)
-                    .bind(&rec.sha256)
-                    .bind(rec.size)
-                    .bind(&rec.object_key)
-                    .bind(&rec.manifest_key)
-                    .bind(&rec.original_name)
-                    .bind(&rec.extension)
-                    .bind(&a.device)
-                    .bind(&a.officer)
-                    .bind(&a.unit)
-                    .bind(a.started_at)
-                    .bind(a.ended_at)
-                    .bind(a.duration_ms)
-                    .bind(a.gps.map(|g| g.lat))
-                    .bind(a.gps.map(|g| g.lon))
-                    .bind(serde_json::to_string(&case_ids).unwrap_or_else(|_| "[]".into()))
-                    .bind(a.category.clone().unwrap_or_else(|| if a.case_ids.is_empty() { "uncategorized" } else { "evidence" }.into()))
-                    .bind(a.classification.clone().unwrap_or_else(|| "normal".into()))
-                    .bind(a.needs_review)
-                    .bind(serde_json::to_string(&a.review_reasons).unwrap_or_else(|_| "[]".into()))
-                    .bind(a.sources.to_string())
-                    .bind(now)
-                    .bind(sort_at)
-                    .bind(&rec.node)
-                    .execute(&mut *tx)
-                    .await?;
-                    // Cases the sidecar names: created (open) when new, and linked; `archived` attributes both.
-                    for c in &case_ids {
-                        sqlx::query(
-                            "INSERT INTO cases (id, created_at, created_by, updated_at) VALUES ($1, $2, $3, $2) ON CONFLICT (id) DO NOTHING",
-                        )
-                        .bind(c)
-                        .bind(now)
-                        .bind(actor)
-                        .execute(&mut *tx)
-                        .await?;
-                        sqlx::query(
-                            "INSERT INTO case_links (case_id, recording_id, linked_at, linked_by) VALUES ($1, $2, $3, $4) \
-                             ON CONFLICT (case_id, recording_id) DO NOTHING",
-                        )
-                        .bind(c)
-                        .bind(sighting_id)
-                        .bind(now)
-                        .bind(actor)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    Self::insert_recording_in(&mut tx, sighting_id, rec, actor, now).await?;
                     let mut d = place.clone();
                     d["sha256"] = rec.sha256.clone().into();
                     d["size"] = rec.size.into();
                     d["object_key"] = rec.object_key.clone().into();
                     d["manifest_key"] = rec.manifest_key.clone().into();
                     d["original_name"] = rec.original_name.clone().into();
-                    d["attribution"] = serde_json::to_value(a).unwrap_or_default();
-                    Self::append_in(&mut tx, $crate::custody::kind::ARCHIVED, actor, Some(sighting_id), d).await?;
+                    d["attribution"] = serde_json::to_value(&rec.attribution).unwrap_or_default();
+                    Self::append_at(&mut tx, now, $crate::custody::kind::ARCHIVED, actor, Some(sighting_id), d).await?;
                     // Media derivation is queued with the commit; newer recordings first.
                     sqlx::query(
                         "INSERT INTO jobs (id, kind, dedupe_key, payload, priority, state, run_at, created_at, updated_at) \
@@ -782,44 +860,7 @@ macro_rules! impl_catalog {
             async fn set_media(&self, id: &str, u: &$crate::catalog::MediaUpdate, actor: &str) -> $crate::catalog::Result<()> {
                 let mut tx = self.write_tx().await?;
                 let now = $crate::catalog::now_micros();
-                let (pk, ps, pz, pt) = match &u.proxy {
-                    Some(o) => (Some(o.key.clone()), Some(o.sha256.clone()), Some(o.size), Some(o.content_type.clone())),
-                    None => (None, None, None, None),
-                };
-                let (qk, qs, qz) = match &u.poster {
-                    Some(o) => (Some(o.key.clone()), Some(o.sha256.clone()), Some(o.size)),
-                    None => (None, None, None),
-                };
-                let n = sqlx::query(
-                    "UPDATE recordings SET media_state = $2, media = $3, media_error = $4, media_warning = $5, \
-                     proxy_key = $6, proxy_sha256 = $7, proxy_size = $8, proxy_type = $9, \
-                     poster_key = $10, poster_sha256 = $11, poster_size = $12, media_ready_at = $13, \
-                     sort_at = CASE WHEN started_at IS NULL AND $14 IS NOT NULL THEN $14 ELSE sort_at END, \
-                     started_at = COALESCE(started_at, $14), \
-                     gps_lat = CASE WHEN gps_lat IS NULL THEN $15 ELSE gps_lat END, \
-                     gps_lon = CASE WHEN gps_lat IS NULL THEN $16 ELSE gps_lon END, \
-                     duration_ms = COALESCE(duration_ms, $17) WHERE id = $1 AND media_state = 'pending'",
-                )
-                .bind(id)
-                .bind(&u.state)
-                .bind(u.media.as_ref().map(|m| m.to_string()))
-                .bind(&u.error)
-                .bind(&u.warning)
-                .bind(pk)
-                .bind(ps)
-                .bind(pz)
-                .bind(pt)
-                .bind(qk)
-                .bind(qs)
-                .bind(qz)
-                .bind(now)
-                .bind(u.started_at)
-                .bind(u.gps.map(|g| g.0))
-                .bind(u.gps.map(|g| g.1))
-                .bind(u.duration_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                let n = Self::apply_media_in(&mut tx, id, u, now).await?;
                 if n == 0 {
                     // Fenced: only the first derivation of a recording commits. A worker that
                     // lost its lease (frozen, cut off) and finishes late is refused here.
@@ -830,11 +871,8 @@ macro_rules! impl_catalog {
                         None => $crate::catalog::CatalogError::NotFound(format!("recording {id}")),
                     });
                 }
-                let d = serde_json::json!({
-                    "media_state": u.state, "error": u.error, "warning": u.warning,
-                    "proxy": u.proxy, "poster": u.poster,
-                });
-                Self::append_in(&mut tx, $crate::custody::kind::DERIVED, actor, Some(id), d).await?;
+                let d = $crate::catalog::media_details(u);
+                Self::append_at(&mut tx, now, $crate::custody::kind::DERIVED, actor, Some(id), d).await?;
                 tx.commit().await?;
                 Ok(())
             }

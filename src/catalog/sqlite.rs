@@ -20,6 +20,8 @@ impl SqliteCatalog {
     const BACKEND: &'static str = "sqlite";
     /// SQLite locks the whole database for writers, so claims need no row-locking clause.
     const SKIP_LOCKED: &'static str = "";
+    /// SQLite runs in this process: its clock is this host's, nothing independent to measure.
+    const CATALOG_CLOCK: Option<&'static str> = None;
 
     /// Opens the database file (creating it and its directory) and runs migrations.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
@@ -61,3 +63,4 @@ super::cases_sql::impl_case_records!(SqliteCatalog, Sqlite);
 super::report_sql::impl_report_records!(SqliteCatalog, Sqlite);
 super::access_sql::impl_access_records!(SqliteCatalog, Sqlite);
 super::nodes_sql::impl_node_records!(SqliteCatalog, Sqlite);
+super::rebuild_sql::impl_rebuild_records!(SqliteCatalog, Sqlite);

@@ -6,6 +6,10 @@
 //! keeps a copy the catalog cannot rewrite, deleting the newest custody rows leaves a chain
 //! shorter than a signed checkpoint, which `verify` reports.
 //!
+//! Before the signature, the entries not yet copied to the store are written there as custody
+//! segments (`super::segments`), so the store holds the whole chain up to every checkpoint and
+//! `evidenced rebuild` can restore a lost catalog from the store alone.
+//!
 //! The daemon makes one at start, every `custody.checkpoint_every` entries or
 //! `custody.checkpoint_interval` (when there is anything new), and at stop; `export` makes one so
 //! a bag's entries are covered.
@@ -65,6 +69,9 @@ pub struct Checkpointer {
     pub signer: Arc<NodeSigner>,
     /// Queue a time-stamp for every checkpoint (a TSA is configured).
     pub timestamp: bool,
+    /// Highest sequence number this process knows the store's segments cover (looked up in the
+    /// store at the first checkpoint), so each checkpoint copies only what is new.
+    pub copied: tokio::sync::Mutex<Option<i64>>,
 }
 
 impl Checkpointer {
@@ -99,6 +106,17 @@ impl Checkpointer {
         let Some((seq, hash)) = head else { return Ok(None) };
         if pending == 0 && !force {
             return Ok(None);
+        }
+        // The entries first, so the store never holds a checkpoint of entries it lacks.
+        {
+            let mut copied = self.copied.lock().await;
+            let from = match *copied {
+                Some(c) => c,
+                None => super::segments::covered(self.store.as_ref()).await?,
+            };
+            let upto =
+                if from < seq { super::segments::write(self.catalog.as_ref(), self.store.as_ref(), from + 1, seq).await? } else { from };
+            *copied = Some(upto);
         }
         let id = uuid::Uuid::now_v7().to_string();
         let at = crate::catalog::now_micros();

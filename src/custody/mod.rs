@@ -3,7 +3,7 @@
 //! over raw 32-byte digests, with 32 zero bytes before the first entry — free of I/O so the
 //! catalog (appending) and `verify` (re-walking) share one definition a third party can
 //! re-implement. Its submodules build on it: the node key (`keys`), signed checkpoints
-//! (`checkpoint`), RFC 3161 time-stamps (`tsa`, `stamper`), verification (`verify`), the
+//! (`checkpoint`), copies of the log in the store (`segments`), RFC 3161 time-stamps (`tsa`, `stamper`), verification (`verify`), the
 //! fixity worker (`fixity`) and court-ready exports (`export`, `bagit`).
 
 pub mod bagit;
@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod export;
 pub mod fixity;
 pub mod keys;
+pub mod segments;
 pub mod stamper;
 pub mod tsa;
 pub mod verify;
@@ -150,6 +151,11 @@ pub fn entry_hash(body: &EntryBody) -> String {
 /// Formats catalog microseconds as the RFC 3339 text used in entries.
 pub fn format_at(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Parses the RFC 3339 text of an entry's `at` (or any time this module formats) back to micros.
+pub fn parse_at(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_micros())
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! recomputed hashes, non-canonical rows), checks every signed checkpoint (signature with the
 //! node key it names; the chain still reaches the signed entry with the signed hash), checks
 //! every time-stamp token (the bytes recorded in the chain; imprint, signature and chain to the
-//! TSA CA), and re-reads every stored object — originals, manifests, proxies, posters, clips —
+//! TSA CA), compares the store's copy of the log (`custody/` segments) with the chain, and
+//! re-reads every stored object — originals, manifests, proxies, posters, clips —
 //! recomputing its SHA-256 against what the chain recorded. Each discrepancy names its culprit
 //! with expected and found values. Entries after the newest checkpoint are only a warning:
 //! a `kill -9` can leave some.
@@ -66,6 +67,8 @@ pub struct Counts {
     pub entries: i64,
     /// Checkpoints checked.
     pub checkpoints: usize,
+    /// Entries of the store's copy of the log (`custody/` segments) compared with the chain.
+    pub copied_entries: i64,
     /// Time-stamp tokens checked.
     pub tokens: usize,
     /// Stored objects re-read.
@@ -272,6 +275,7 @@ impl Verifier {
         }
         self.walk_chain(&mut r, &mut facts).await?;
         self.check_checkpoints(&mut r, &facts, &checkpoints).await?;
+        self.check_segments(&mut r, &checkpoints).await?;
         self.check_tokens(&mut r, &facts, &checkpoints).await?;
         self.check_objects(&mut r, &facts).await?;
         r.ok = r.discrepancies.is_empty();
@@ -417,6 +421,52 @@ impl Verifier {
                     newest + 1,
                     facts.last_real
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store's copy of the log (what `evidenced rebuild` restores from): every copied entry
+    /// must be the chain's entry at its position, and the copy must reach the newest checkpoint
+    /// in the store (a checkpoint copies the entries before signing).
+    async fn check_segments(&self, r: &mut Report, cps: &[SignedCheckpoint]) -> anyhow::Result<()> {
+        let newest = cps.iter().map(|c| c.body.seq).max().unwrap_or(0);
+        for key in self.store.list(super::segments::PREFIX).await? {
+            let Some((first, last)) = super::segments::range_of(&key) else { continue };
+            let subject = format!("custody copy {key}");
+            let copied = match read_all(&*self.store, &key).await.map_err(|e| e.to_string()) {
+                Ok(text) => super::segments::decode(&key, &text).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("cannot read it: {e}")),
+            };
+            let copied = match copied {
+                Ok(c) => c,
+                Err(e) => {
+                    r.discrepancies.push(finding(&subject, e));
+                    continue;
+                }
+            };
+            let chain = self.catalog.custody_events(None, first - 1, last - first + 1).await?;
+            if copied.len() as i64 != last - first + 1 {
+                r.discrepancies.push(mismatch(&subject, "entry count", (last - first + 1).to_string(), copied.len().to_string()));
+            }
+            for (c, e) in copied.iter().zip(chain.iter().map(Some).chain(std::iter::repeat(None))) {
+                r.checked.copied_entries += 1;
+                match e {
+                    Some(e) if e.body.seq == c.body.seq && e.hash == c.hash => {}
+                    Some(e) => {
+                        r.discrepancies.push(mismatch(&subject, format!("entry {} differs from the chain's", c.body.seq), &e.hash, &c.hash))
+                    }
+                    None => r.discrepancies.push(finding(&subject, format!("entry {} is not in the chain", c.body.seq))),
+                }
+            }
+        }
+        let covered = super::segments::covered(&*self.store).await?;
+        if covered < newest {
+            r.discrepancies.push(mismatch(
+                "custody copy in the store",
+                "does not reach the newest signed checkpoint: a rebuild from the store would stop short",
+                format!("entries 1..{newest}"),
+                format!("entries 1..{covered}"),
             ));
         }
         Ok(())

@@ -48,7 +48,7 @@ pub struct Gps {
 }
 
 /// The merged result stored on the recording.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Attribution {
     /// Camera serial.
     pub device: Option<String>,

@@ -209,24 +209,23 @@ impl Ingestor {
         }
         let file = match open_nofollow(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.changed(s, "vanished before it was read").await,
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return self.changed(s, "became a symlink").await,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.changed(s, &key, "vanished before it was read").await,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return self.changed(s, &key, "became a symlink").await,
             Err(e) => return Err(IngestError::Io { path: s.path_display.clone(), source: e }),
         };
         let meta = file.metadata().map_err(|e| IngestError::Io { path: s.path_display.clone(), source: e })?;
         if !meta.is_file() || watch::fingerprint(&meta) != s.fingerprint {
-            return self.changed(s, "changed between settling and reading").await;
+            return self.changed(s, &key, "changed between settling and reading").await;
         }
         let journal = SightingJournal { catalog: self.catalog.as_ref(), id: &s.id, key: &key };
         let receipt = match self.store.put_file(&key, file, s.fingerprint.size as u64, &journal).await {
             Ok(r) => r,
-            Err(StoreError::SourceChanged { .. }) => return self.changed(s, "size changed while being read").await,
+            Err(StoreError::SourceChanged { .. }) => return self.changed(s, &key, "size changed while being read").await,
             Err(e) => return Err(e.into()),
         };
         // The bytes read must be the snapshot's: re-check after the read.
         if current_fingerprint(&path).as_ref() != Some(&s.fingerprint) {
-            self.store.delete(&key).await?;
-            return self.changed(s, "changed while being read").await;
+            return self.changed(s, &key, "changed while being read").await;
         }
         let (sidecar_bytes, _) = read_sidecar(&path);
         let rel = dock.rel_of(&path);
@@ -289,7 +288,23 @@ impl Ingestor {
         }
     }
 
-    async fn changed(&self, s: &Sighting, why: &str) -> Result<Outcome, IngestError> {
+    /// Drops a pass that saw its file change (or vanish): whatever this sighting may have stored
+    /// under `key`, in this attempt or an earlier one, is removed first — its journaled multipart
+    /// upload aborted, its object deleted — so nothing half-done outlives it; a store error leaves
+    /// the sighting to be retried. Only while the catalog still says the sighting is being
+    /// ingested: a stale queue entry of a sighting already archived must not touch its object.
+    async fn changed(&self, s: &Sighting, key: &str, why: &str) -> Result<Outcome, IngestError> {
+        let current = self.catalog.sighting(&s.id).await?;
+        if current.state != crate::catalog::sighting_state::DISCOVERED {
+            return Ok(Outcome::AlreadyDone);
+        }
+        if let Some(upload_id) = &current.upload_id {
+            self.store.abort_upload(key, upload_id).await?;
+        }
+        match self.store.delete(key).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         tracing::info!(path = %s.path_display, why, "file changed; it will be taken again once it settles");
         self.catalog.sighting_changed(&s.id, &self.actor(), why).await?;
         Ok(Outcome::Changed)

@@ -2,7 +2,7 @@
 //! compiled once into an anchored regex, matched against a file's path relative to its dock.
 //! A placeholder used twice must match the same text both times.
 
-use chrono::{NaiveDateTime, TimeZone};
+use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 use regex::Regex;
 
 /// A pattern that cannot be compiled.
@@ -20,6 +20,9 @@ pub enum PatternError {
     /// Two `{start}` placeholders with different formats.
     #[error("{{start}} used twice with different formats")]
     StartTwice,
+    /// A `{start:FORMAT}` without a full date and time: no path could ever match it.
+    #[error("{{start:{0}}} does not name a date and time: it needs a year, a date, an hour and a minute (e.g. %Y%m%d%H%M%S)")]
+    StartIncomplete(String),
 }
 
 /// A compiled path pattern.
@@ -73,7 +76,11 @@ impl Pattern {
                         return Err(PatternError::StartTwice);
                     }
                     start_format = Some(f.to_string());
-                    time_regex(f)?
+                    let body = time_regex(f)?;
+                    if !names_an_instant(f) {
+                        return Err(PatternError::StartIncomplete(f.to_string()));
+                    }
+                    body
                 }
                 _ => return Err(PatternError::Unknown(inner.to_string())),
             };
@@ -112,6 +119,13 @@ impl Pattern {
         };
         Some(PathFacts { device: get("device"), officer: get("officer"), start, seq: get("seq") })
     }
+}
+
+/// Whether a `{start:FORMAT}` names an instant: a time written with it reads back. `%Y%m%d`
+/// alone does not (no hour), and [`Pattern::matches`] would then turn every path down.
+fn names_an_instant(fmt: &str) -> bool {
+    let sample = NaiveDate::from_ymd_opt(2024, 3, 15).and_then(|d| d.and_hms_opt(8, 30, 5)).expect("a valid time");
+    NaiveDateTime::parse_from_str(&sample.format(fmt).to_string(), fmt).is_ok()
 }
 
 /// A regex for the text a strftime format produces (the subset cameras use).
@@ -173,6 +187,12 @@ mod tests {
         assert!(Pattern::compile("{device").is_err());
         assert!(Pattern::compile("{camera}.mp4").is_err());
         assert!(Pattern::compile("{start:%Q}.mp4").is_err());
+        // Found with the round trip of fuzz/fuzz_targets/dock_pattern.rs: a date without a time compiled, then never matched.
+        for incomplete in ["%Y%m%d", "%H%M%S", "%m%d%H%M%S", "%Y%j", "%f"] {
+            let p = format!("{{device}}_{{start:{incomplete}}}.{{ext}}");
+            assert!(matches!(Pattern::compile(&p), Err(PatternError::StartIncomplete(_))), "{p}");
+        }
+        assert!(Pattern::compile("{device}_{start:%y%j%H%M}.{ext}").is_ok(), "seconds may be left out");
         assert!(Pattern::compile("{DEVICE}/{Any}.{EXT}").is_ok());
     }
 }

@@ -1,5 +1,6 @@
-//! Operations commands: `evidenced reconcile` (the object store against the catalog) and
-//! `evidenced backup` (a consistent copy of a SQLite catalog and the node key).
+//! Operations commands: `evidenced reconcile` (the object store against the catalog),
+//! `evidenced backup` (a consistent copy of a SQLite catalog and the node key) and, in
+//! [`rebuild`], `evidenced rebuild` (a lost catalog restored from the store alone).
 //!
 //! **Reconcile** lists the store under `originals/` and `derived/` first and reads the catalog
 //! second, so an upload committed in between is seen as referenced (never as an orphan), and
@@ -20,6 +21,8 @@
 //! `backup.json` with the chain head contained in the copy and the SHA-256 of each file. It is
 //! built in `DIR.partial` and renamed. PostgreSQL catalogs are backed up with `pg_dump`
 //! (the command is printed).
+
+pub mod rebuild;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;

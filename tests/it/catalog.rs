@@ -807,3 +807,41 @@ async fn case_driven_retention(c: Arc<dyn Catalog>) {
     assert!(e[0].retention_from > between, "{} <= {between}", e[0].retention_from);
 }
 both!(case_driven_retention);
+
+/// `rebuild`'s replay: a blank catalog takes another's chain verbatim and projects the same
+/// recording; it refuses entries that do not follow its head, and is no longer blank after.
+async fn replay_restores_the_chain_and_the_rows(c: Arc<dyn Catalog>) {
+    let (source, _dir) = sqlite().await;
+    let sha = "b".repeat(64);
+    let (s, _) = source.record_sighting(&sighting(b"/dock/r.mp4", 10)).await.unwrap();
+    source.commit_archive(&s.id, &recording(&sha, &s.id), "node:n1", None).await.unwrap();
+    source.set_classification(&s.id, "privacy", "a minor", "sup").await.unwrap();
+    let entries: Vec<custody::segments::StoredEntry> = source
+        .custody_events(None, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| custody::segments::StoredEntry { body: e.body, hash: e.hash })
+        .collect();
+
+    assert!(c.is_blank().await.unwrap());
+    // Not from the start of the chain: refused, nothing written.
+    let err = c.restore_entries(&entries[1..]).await.unwrap_err();
+    assert!(matches!(err, CatalogError::Refused(_)), "{err}");
+    assert!(c.is_blank().await.unwrap());
+    c.restore_entries(&entries[..1]).await.unwrap();
+    c.restore_entries(&entries[1..]).await.unwrap();
+    assert!(!c.is_blank().await.unwrap());
+    assert_eq!(c.chain_head().await.unwrap(), source.chain_head().await.unwrap());
+    let (a, b) = (c.recording(&s.id).await.unwrap(), source.recording(&s.id).await.unwrap());
+    assert_eq!(serde_json::to_value(&a).unwrap(), {
+        let mut v = serde_json::to_value(&b).unwrap();
+        v["sightings"] = serde_json::json!([]);
+        v
+    });
+    assert_eq!(a.classification, "privacy");
+    // The same entries again do not follow the head any more.
+    assert!(matches!(c.restore_entries(&entries[..1]).await.unwrap_err(), CatalogError::Refused(_)));
+    assert_chain_valid(c.as_ref()).await;
+}
+both!(replay_restores_the_chain_and_the_rows);

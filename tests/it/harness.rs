@@ -1132,3 +1132,267 @@ pub async fn audit_archive(
     a.duplicated.extend(archived.iter().filter(|(_, n)| **n > 1).map(|(r, n)| format!("recording {r} archived {n} times")));
     a
 }
+
+// ---------------------------------------------------------------- a private PostgreSQL server
+
+/// A private PostgreSQL server for tests that stop, restart or crash it (never the shared one on
+/// 127.0.0.1:5432): `initdb` into a temporary directory owned by `postgres` (the server refuses
+/// to run as root, so every `pg_ctl` runs through `runuser -u postgres`), a free port on
+/// 127.0.0.1, its unix socket in that directory, trust authentication. Stopped (immediate) and
+/// removed on drop.
+pub struct PgCluster {
+    /// Data directory (`data/`), socket and server log (`server.log`).
+    pub dir: tempfile::TempDir,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// `/usr/lib/postgresql/<version>/bin`.
+    bin: PathBuf,
+}
+
+impl PgCluster {
+    /// `initdb`, start, and wait until the server accepts connections.
+    pub async fn start() -> PgCluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries are required (/usr/lib/postgresql/<version>/bin)")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("pg_ctl").exists())
+            .max_by_key(|b| b.parent().and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok()).unwrap_or(0))
+            .expect("no /usr/lib/postgresql/<version>/bin/pg_ctl");
+        let dir = tempfile::Builder::new().prefix("evd-pg-").tempdir().unwrap();
+        let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+        assert!(chown.success(), "chown of the PostgreSQL test directory to postgres (needs root)");
+        let pg = PgCluster { dir, port: free_port(), bin };
+        let data = pg.data();
+        pg.pg(&pg.bin.join("initdb"), &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        pg.start_server();
+        pg.wait_ready().await;
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs a server program as `postgres`; panics with its output when it fails.
+    fn pg(&self, program: &Path, args: &[&str]) {
+        let out = Command::new("runuser").args(["-u", "postgres", "--"]).arg(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}{}\nserver log tail:\n{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail(20)
+        );
+    }
+
+    /// Server options: this port and socket directory, TCP on 127.0.0.1 only; no fsync (tests
+    /// stop or crash the server, never the machine, so nothing committed is lost).
+    fn options(&self) -> String {
+        format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display())
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let log = self.dir.path().join("server.log").display().to_string();
+        let (opts, data) = (self.options(), self.data());
+        let mut all = vec!["-D", data.as_str(), "-l", &log, "-o", &opts, "-t", "60"];
+        all.extend_from_slice(args);
+        self.pg(&self.bin.join("pg_ctl"), &all);
+        self.track_postmaster();
+    }
+
+    /// Registers the postmaster's pid to be killed if the test process exits without dropping.
+    fn track_postmaster(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).ok();
+        if let Some(pid) = pid.and_then(|s| s.lines().next()?.trim().parse::<u32>().ok()) {
+            track(pid);
+        }
+    }
+
+    /// Starts the server and waits until it runs (`pg_ctl start -w`).
+    pub fn start_server(&self) {
+        self.pg_ctl(&["-w", "start"]);
+    }
+
+    /// Stops the server: `fast` (disconnects everyone, clean shutdown) or `immediate` (no
+    /// shutdown checkpoint: crash recovery at the next start).
+    pub fn stop_server(&self, mode: &str) {
+        self.pg_ctl(&["-w", "-m", mode, "stop"]);
+    }
+
+    /// `pg_ctl restart -m MODE -w`.
+    pub fn restart(&self, mode: &str) {
+        self.pg_ctl(&["-w", "-m", mode, "restart"]);
+    }
+
+    /// Waits until a client can connect over TCP.
+    pub async fn wait_ready(&self) {
+        let url = self.url("postgres");
+        wait_for("the private PostgreSQL server", Duration::from_secs(60), || {
+            let url = url.clone();
+            async move {
+                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.ok()?;
+                sqlx::query("SELECT 1").execute(&mut c).await.ok().map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// The URL of database `db` on this server.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a fresh, empty database; returns its URL.
+    pub async fn database(&self) -> String {
+        let name = format!("evt_{}", uuid::Uuid::new_v4().simple());
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url("postgres")).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+        self.url(&name)
+    }
+
+    /// The last `n` lines of the server log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default(), n)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+impl Daemon {
+    /// Like [`Daemon::start`], with extra environment variables for the daemon process (for
+    /// example `LD_PRELOAD` of libfaketime).
+    pub async fn start_with_env(&mut self, env: &[(&str, String)]) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .current_dir(&self.dir)
+            .env("RUST_LOG", "info,evidenced=debug")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        track(child.id());
+        self.child = Some(child);
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        wait_for("daemon /healthz", Duration::from_secs(60), || {
+            let url = url.clone();
+            async move { reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------- a gateway that can stall
+
+/// A TCP proxy to `127.0.0.1:upstream` that, while armed with a pattern, holds back every
+/// request chunk containing it (and the rest of that connection's requests) until released: an
+/// upload that stalls, as a congested link makes it stall, at a moment the test chooses. Answers
+/// pass unchanged. It runs on a runtime of its own (a test blocking its thread does not stall
+/// the daemons' traffic). Stops on drop.
+pub struct StallProxy {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    armed: std::sync::Arc<Mutex<Option<Vec<u8>>>>,
+    release: tokio::sync::watch::Sender<u64>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl StallProxy {
+    /// Starts a proxy to `upstream`, not armed.
+    pub fn start(upstream: u16) -> StallProxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = std::sync::Arc::new(Mutex::new(None::<Vec<u8>>));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (release, rx) = tokio::sync::watch::channel(0u64);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (a, h) = (armed.clone(), held.clone());
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                let (armed, held, mut rx) = (a.clone(), h.clone(), rx.clone());
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        // The generation before the check: a release (disarm, then a new generation)
+                        // after it is always seen.
+                        let generation = *rx.borrow_and_update();
+                        let hold = armed.lock().unwrap().as_ref().is_some_and(|p| buf[..n].windows(p.len()).any(|w| w == &p[..]));
+                        if hold {
+                            held.fetch_add(1, Ordering::SeqCst);
+                            let _ = rx.wait_for(|g| *g != generation).await;
+                            held.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sw.shutdown().await;
+                });
+            }
+        });
+        StallProxy { port, armed, release, held, runtime: Some(runtime) }
+    }
+
+    /// Holds back every request chunk containing `pattern` from now on (`None`: no longer).
+    pub fn arm(&self, pattern: Option<&str>) {
+        assert!(pattern.is_none_or(|p| !p.is_empty()), "an empty pattern would match everything");
+        *self.armed.lock().unwrap() = pattern.map(|p| p.as_bytes().to_vec());
+    }
+
+    /// Requests held back right now.
+    pub fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Disarms and lets every held request go on.
+    pub fn release(&self) {
+        self.arm(None);
+        self.release.send_modify(|g| *g += 1);
+    }
+
+    /// Its URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for StallProxy {
+    fn drop(&mut self) {
+        self.release();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}

@@ -17,6 +17,7 @@ mod faults;
 mod harness;
 mod media;
 mod media_worker;
+mod mutated_media;
 mod nodes;
 mod oidc;
 mod openapi;
