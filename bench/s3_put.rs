@@ -112,8 +112,10 @@ async fn upload(client: &Client, bucket: &str, key: &str, path: PathBuf, shape: 
 async fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 5 {
-        eprintln!("usage: s3_put ENDPOINT BUCKET PREFIX CONCURRENCY FILE...");
-        std::process::exit(2);
+        eprintln!("usage: s3_put ENDPOINT BUCKET PREFIX CONCURRENCY FILE... (bench/nodes.sh runs it)");
+        // `cargo test --all-targets` runs this target with test-harness flags: nothing to measure.
+        let harness = args.iter().all(|a| a.starts_with("--") || a.parse::<u32>().is_ok());
+        std::process::exit(if harness { 0 } else { 2 });
     }
     let (endpoint, bucket, prefix) = (args[0].clone(), args[1].clone(), args[2].clone());
     let concurrency: usize = args[3].parse()?;

@@ -1,7 +1,8 @@
 //! Fault tests of one or two nodes, each bounded in time and ending with the same audit (what was
 //! fed vs the docks, the catalog and the store; one valid custody chain; `evidenced verify`) and
 //! one figures line. Full disks, for real: the archive (`fs` store) and the node's state
-//! directory on small tmpfs mounts that fill up while a dock keeps receiving files. PostgreSQL
+//! directory on small tmpfs mounts that fill up while a dock keeps receiving files, and a dock on
+//! one whose copies fail until the daemon's releases make room. PostgreSQL
 //! restarted (fast, and once stopped `immediate` for 10 s) under continuous ingest on two nodes.
 //! A dock file truncated or rewritten while its upload is stalled mid-read. A node's wall clock
 //! jumped two years ahead and then a day back (libfaketime) on a catalog shared with a node on a
@@ -90,6 +91,60 @@ async fn full_archive_and_state_disks_lose_nothing() {
     assert_eq!(c, 0, "verify: {out}{err}");
     println!("full disk: files fed 12, archived while full {archived_while_full}, lost 0, duplicated 0, verify discrepancies 0");
     drop((archive, state));
+}
+
+/// A dock on a small filesystem: the docking station's copies fail with ENOSPC until the daemon
+/// archives and releases what is there, and it retries them (as a station copying off a camera
+/// does). Everything gets through, once; the daemon never deletes a file it has not archived.
+#[tokio::test]
+async fn a_full_dock_drains_as_files_are_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = DaemonSpec::station(dir.path());
+    spec.docks = vec![("dock".into(), String::new())];
+    let mut d = Daemon::configure(dir.path(), &spec);
+    let dock_fs = Tmpfs::mount(&d.dock("dock"), "2m");
+    d.start().await;
+    let dock = d.dock("dock");
+    let mut fed = BTreeMap::new();
+    let (mut full, started) = (0u32, Instant::now());
+    for i in 0..10u64 {
+        let src = dir.path().join("camera.bin");
+        write_random(&src, 700_000, 4000 + i);
+        let data = std::fs::read(&src).unwrap();
+        let name = format!("BWC8_P8_20260101130{i:03}_{i}.mp4");
+        let part = dock.join(format!("{name}.part"));
+        // Copy under a temporary name and rename when whole; on ENOSPC drop the partial copy and
+        // try again once the daemon has made room.
+        loop {
+            match std::fs::write(&part, &data) {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    full += 1;
+                    let _ = std::fs::remove_file(&part);
+                    assert!(started.elapsed() < Duration::from_secs(90), "the dock never drained: {}", tail(&d.log(), 30));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("writing {}: {e}", part.display()),
+            }
+        }
+        std::fs::rename(&part, dock.join(&name)).unwrap();
+        fed.insert(crate::harness::sha256_bytes(&data), name);
+    }
+    let recs = d.wait_recordings(10, Duration::from_secs(60)).await;
+    wait_for("the dock to empty", Duration::from_secs(60), || async { files_under(&dock).is_empty().then_some(()) }).await;
+    let got: BTreeMap<String, String> =
+        recs.iter().map(|r| (r["sha256"].as_str().unwrap().to_string(), r["original_name"].as_str().unwrap().to_string())).collect();
+    assert_eq!(recs.len(), 10, "duplicated: {}", recs.len() as i64 - 10);
+    assert_eq!(got, fed, "lost or changed recordings");
+    assert!(full > 0, "the dock never filled up: the test proves nothing");
+    assert!(d.alive());
+    d.stop();
+    let (c, out, err) = d.cli(&["verify"]);
+    assert_eq!(c, 0, "verify: {out}{err}");
+    println!(
+        "full dock: files fed 10 through a 2 MiB dock, copies refused for lack of space {full}, lost 0, duplicated 0, verify discrepancies 0"
+    );
+    drop(dock_fs);
 }
 
 // ---------------------------------------------------------------- shared by the tests below
