@@ -111,7 +111,7 @@ impl Checkpointer {
         {
             let mut copied = self.copied.lock().await;
             let from = match *copied {
-                Some(c) => c,
+                Some(c) => super::segments::extended(self.store.as_ref(), c).await?,
                 None => super::segments::covered(self.store.as_ref()).await?,
             };
             let upto =

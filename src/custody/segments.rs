@@ -5,9 +5,10 @@
 //! keys sort by position): one JSON object per line, the hashed entry body with its `hash`,
 //! exactly what `GET /custody` shows. A segment is self-checking: each entry's hash is recomputed
 //! by the CONTRACT.md rule and must chain onto the previous one, and the signed checkpoint written
-//! right after it names the hash of its last entry. Segments of several nodes may overlap (each
-//! copies from where the store's copies end, as it last saw them); overlapping entries must then
-//! be identical, which [`assemble`] checks.
+//! right after it names the hash of its last entry. Each node copies from where the store's
+//! copies end as it sees them ([`covered`] at its first checkpoint, then [`extended`]), so
+//! segments of several nodes rarely overlap; where two checkpoint at once they do, and the
+//! overlapping entries must then be identical, which [`assemble`] checks.
 //!
 //! `evidenced rebuild` (`crate::ops::rebuild`) reads them back with [`read_all`] and [`assemble`].
 
@@ -128,6 +129,25 @@ pub async fn covered(store: &dyn ObjectStore) -> Result<i64, SegmentError> {
     Ok(upto)
 }
 
+/// How far the store's segments reach contiguously past `upto` (which this node knows to be
+/// covered), looking only at segments whose first entry shares all but its last four digits with
+/// `upto + 1`: one short listing per checkpoint, so nodes do not copy again what another node
+/// just copied. A segment outside that window is only copied again, never missed. Returns `upto`
+/// when nothing extends it.
+pub async fn extended(store: &dyn ObjectStore, upto: i64) -> Result<i64, SegmentError> {
+    let next = format!("{:020}", upto + 1);
+    let mut ranges: Vec<(i64, i64)> = store.list(&format!("{PREFIX}{}", &next[..16])).await?.iter().filter_map(|k| range_of(k)).collect();
+    ranges.sort();
+    let mut covered = upto;
+    for (a, b) in ranges {
+        if a > covered + 1 {
+            break;
+        }
+        covered = covered.max(b);
+    }
+    Ok(covered)
+}
+
 /// Reads every segment in the store (sorted by key, so by first sequence number).
 pub async fn read_all(store: &Arc<dyn ObjectStore>) -> Result<Vec<(String, Vec<StoredEntry>)>, SegmentError> {
     let mut out = Vec::new();
@@ -203,6 +223,28 @@ mod tests {
         let events: Vec<CustodyEvent> =
             entries.iter().map(|e| CustodyEvent { body: e.body.clone(), hash: e.hash.clone(), details_raw: String::new() }).collect();
         encode(&events)
+    }
+
+    #[tokio::test]
+    async fn a_node_sees_how_far_other_nodes_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::fs::FsStore::open(dir.path().to_path_buf()).unwrap();
+        let put = |a: i64, b: i64| {
+            let key = key(a, b);
+            let store = &store;
+            async move { store.put_bytes(&key, Bytes::from_static(b"{}"), "application/x-ndjson").await.unwrap() }
+        };
+        put(1, 40).await;
+        put(41, 90).await;
+        put(95, 120).await;
+        assert_eq!(covered(&store).await.unwrap(), 90, "stops at the gap 91..94");
+        assert_eq!(extended(&store, 40).await.unwrap(), 90);
+        assert_eq!(extended(&store, 90).await.unwrap(), 90);
+        assert_eq!(extended(&store, 100).await.unwrap(), 120, "an overlapping copy counts");
+        put(9_990, 10_100).await;
+        assert_eq!(extended(&store, 9_989).await.unwrap(), 10_100);
+        // Outside the listing window: copied again rather than missed.
+        assert_eq!(extended(&store, 10_050).await.unwrap(), 10_050);
     }
 
     #[test]
