@@ -159,6 +159,54 @@ impl Checkpointer {
     }
 }
 
+/// A checkpoint object as read back from the store.
+pub struct Stored {
+    /// Store key of its body.
+    pub key: String,
+    /// The parsed body.
+    pub body: Body,
+    /// The body's bytes exactly as stored (what the signature covers).
+    pub text: Vec<u8>,
+    /// The raw Ed25519 signature.
+    pub sig: Vec<u8>,
+}
+
+/// Reads every checkpoint object in the store with its signature (`verify` and `rebuild`). Those
+/// that cannot be read or are not checkpoint bodies come back apart, as (key, why).
+pub async fn read_stored(store: &dyn ObjectStore) -> Result<(Vec<Stored>, Vec<(String, String)>), crate::store::StoreError> {
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for key in store.list(PREFIX).await?.into_iter().filter(|k| k.ends_with(".json")) {
+        let read = |k: String| async move { super::verify::read_all(store, &k).await };
+        let (text, sig) = match (read(key.clone()).await, read(sig_key(&key)).await) {
+            (Ok(t), Ok(s)) => (t, s),
+            (Err(e), _) | (_, Err(e)) => {
+                bad.push((key, format!("cannot read it or its signature: {e}")));
+                continue;
+            }
+        };
+        match serde_json::from_slice::<Body>(&text) {
+            Ok(body) if body.kind == CHECKPOINT_TYPE => good.push(Stored { key, body, text, sig }),
+            Ok(body) => bad.push((key, format!("not a checkpoint: type {:?}", body.kind))),
+            Err(e) => bad.push((key, format!("not a checkpoint: {e}"))),
+        }
+    }
+    Ok((good, bad))
+}
+
+/// The public keys the store publishes (`keys/*.pem`), by the key id each PEM hashes to (so a
+/// file's name is not trusted); unreadable or malformed files are skipped.
+pub async fn published_keys(store: &dyn ObjectStore) -> Result<std::collections::HashMap<String, String>, crate::store::StoreError> {
+    let mut keys = std::collections::HashMap::new();
+    for key in store.list(KEYS_PREFIX).await? {
+        if let Ok(pem) = super::verify::read_all(store, &key).await.map(|b| String::from_utf8_lossy(&b).into_owned())
+            && let Ok(id) = super::keys::key_id_of(&pem)
+        {
+            keys.insert(id, pem);
+        }
+    }
+    Ok(keys)
+}
+
 /// Store key of a checkpoint's signature, beside its body.
 pub fn sig_key(body_key: &str) -> String {
     format!("{}.sig", body_key.strip_suffix(".json").unwrap_or(body_key))

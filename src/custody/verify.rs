@@ -236,18 +236,6 @@ struct ChainFacts {
     last_real: i64,
 }
 
-/// A checkpoint as found, with the exact bytes that were signed and the signature.
-struct SignedCheckpoint {
-    /// Store key of its body.
-    key: String,
-    /// The parsed body.
-    body: Body,
-    /// The body's bytes exactly as stored (what the signature covers).
-    text: Vec<u8>,
-    /// The raw Ed25519 signature.
-    sig: Vec<u8>,
-}
-
 /// Runs the checks.
 pub struct Verifier {
     /// The catalog (chain, records).
@@ -283,25 +271,15 @@ impl Verifier {
     }
 
     /// Every checkpoint, from the store (which the catalog cannot rewrite) and the catalog, parsed.
-    async fn load_checkpoints(&self, r: &mut Report) -> anyhow::Result<Vec<SignedCheckpoint>> {
-        let mut by_id: BTreeMap<String, SignedCheckpoint> = BTreeMap::new();
+    async fn load_checkpoints(&self, r: &mut Report) -> anyhow::Result<Vec<checkpoint::Stored>> {
+        let mut by_id: BTreeMap<String, checkpoint::Stored> = BTreeMap::new();
         let in_catalog = self.catalog.checkpoints().await?;
-        let keys = self.store.list(checkpoint::PREFIX).await?;
-        for key in keys.iter().filter(|k| k.ends_with(".json")) {
-            let subject = format!("checkpoint object {key}");
-            let (text, sig) = match (read_all(&*self.store, key).await, read_all(&*self.store, &checkpoint::sig_key(key)).await) {
-                (Ok(b), Ok(s)) => (b, s),
-                (Err(e), _) | (_, Err(e)) => {
-                    r.discrepancies.push(finding(subject, format!("cannot read it or its signature: {e}")));
-                    continue;
-                }
-            };
-            match serde_json::from_slice::<Body>(&text) {
-                Ok(body) => {
-                    by_id.insert(body.id.clone(), SignedCheckpoint { key: key.clone(), body, text, sig });
-                }
-                Err(e) => r.discrepancies.push(finding(subject, format!("not a checkpoint: {e}"))),
-            }
+        let (stored, unreadable) = checkpoint::read_stored(&*self.store).await?;
+        for (key, why) in unreadable {
+            r.discrepancies.push(finding(format!("checkpoint object {key}"), why));
+        }
+        for c in stored {
+            by_id.insert(c.body.id.clone(), c);
         }
         for c in in_catalog {
             if by_id.contains_key(&c.id) {
@@ -311,7 +289,7 @@ impl Verifier {
                 .push(finding(format!("checkpoint {} (seq {})", c.id, c.seq), "recorded in the catalog but missing from the store"));
             if let Ok(body) = serde_json::from_str::<Body>(&c.body) {
                 let (text, sig) = checkpoint_files(&c);
-                by_id.insert(c.id.clone(), SignedCheckpoint { key: c.object_key.clone(), body, text, sig });
+                by_id.insert(c.id.clone(), checkpoint::Stored { key: c.object_key.clone(), body, text, sig });
             }
         }
         Ok(by_id.into_values().collect())
@@ -365,21 +343,15 @@ impl Verifier {
         Ok(())
     }
 
-    async fn check_checkpoints(&self, r: &mut Report, facts: &ChainFacts, cps: &[SignedCheckpoint]) -> anyhow::Result<()> {
+    async fn check_checkpoints(&self, r: &mut Report, facts: &ChainFacts, cps: &[checkpoint::Stored]) -> anyhow::Result<()> {
         let mut keys: HashMap<String, String> = HashMap::new();
         for k in self.catalog.node_keys().await?.into_iter().chain(self.local_key.clone()) {
             keys.insert(k.key_id, k.public_pem);
         }
-        for key in self.store.list(checkpoint::KEYS_PREFIX).await? {
-            if let Ok(pem) = read_all(&*self.store, &key).await.map(|b| String::from_utf8_lossy(&b).into_owned()) {
-                if let Ok(id) = super::keys::key_id_of(&pem) {
-                    keys.insert(id, pem);
-                }
-            }
-        }
+        keys.extend(checkpoint::published_keys(&*self.store).await?);
         let head_seq = facts.head.as_ref().map(|h| h.0).unwrap_or(0);
         let mut newest = 0;
-        for SignedCheckpoint { key, body: b, text, sig } in cps {
+        for checkpoint::Stored { key, body: b, text, sig } in cps {
             r.checked.checkpoints += 1;
             let subject = format!("checkpoint {key} (seq {})", b.seq);
             match keys.get(&b.key_id) {
@@ -429,7 +401,7 @@ impl Verifier {
     /// The store's copy of the log (what `evidenced rebuild` restores from): every copied entry
     /// must be the chain's entry at its position, and the copy must reach the newest checkpoint
     /// in the store (a checkpoint copies the entries before signing).
-    async fn check_segments(&self, r: &mut Report, cps: &[SignedCheckpoint]) -> anyhow::Result<()> {
+    async fn check_segments(&self, r: &mut Report, cps: &[checkpoint::Stored]) -> anyhow::Result<()> {
         let newest = cps.iter().map(|c| c.body.seq).max().unwrap_or(0);
         for key in self.store.list(super::segments::PREFIX).await? {
             let Some((first, last)) = super::segments::range_of(&key) else { continue };
@@ -472,7 +444,7 @@ impl Verifier {
         Ok(())
     }
 
-    async fn check_tokens(&self, r: &mut Report, facts: &ChainFacts, cps: &[SignedCheckpoint]) -> anyhow::Result<()> {
+    async fn check_tokens(&self, r: &mut Report, facts: &ChainFacts, cps: &[checkpoint::Stored]) -> anyhow::Result<()> {
         let cp_digest: HashMap<&str, String> = cps.iter().map(|c| (c.body.id.as_str(), hex::encode(Sha256::digest(&c.text)))).collect();
         // Tokens of destroyed recordings went with them; the `destroyed` entry lists them.
         let destroyed: HashSet<String> =

@@ -22,9 +22,8 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, Checkpoint, NodeKey};
 use crate::config::Config;
-use crate::custody::checkpoint::{Body, CHECKPOINT_TYPE, KEYS_PREFIX, PREFIX as CHECKPOINTS, sig_key};
+use crate::custody::checkpoint::Stored;
 use crate::custody::segments::{self, StoredEntry};
-use crate::custody::verify::read_all;
 use crate::store::ObjectStore;
 
 /// Entries replayed per catalog transaction.
@@ -98,37 +97,15 @@ async fn load_checkpoints(
     store: &Arc<dyn ObjectStore>,
     chain: &[StoredEntry],
 ) -> anyhow::Result<(Vec<Checkpoint>, BTreeMap<String, NodeKey>, Vec<String>)> {
-    let mut pems = BTreeMap::new();
-    for k in store.list(KEYS_PREFIX).await? {
-        let Some(id) = k.strip_prefix(KEYS_PREFIX).and_then(|n| n.strip_suffix(".pem")) else { continue };
-        let pem = String::from_utf8(read_all(store.as_ref(), &k).await?).unwrap_or_default();
-        pems.insert(id.to_string(), pem);
-    }
-    let (mut good, mut keys, mut bad) = (Vec::new(), BTreeMap::new(), Vec::new());
-    for key in store.list(CHECKPOINTS).await?.into_iter().filter(|k| k.ends_with(".json")) {
-        let text = read_all(store.as_ref(), &key).await?;
-        let sig = match read_all(store.as_ref(), &sig_key(&key)).await {
-            Ok(s) => s,
-            Err(e) => {
-                bad.push(format!("{key}: no signature ({e})"));
-                continue;
-            }
-        };
-        let body = match serde_json::from_slice::<Body>(&text) {
-            Ok(b) if b.kind == CHECKPOINT_TYPE => b,
-            _ => {
-                bad.push(format!("{key}: not a checkpoint body"));
-                continue;
-            }
-        };
+    let pems = crate::custody::checkpoint::published_keys(store.as_ref()).await?;
+    let (stored, unreadable) = crate::custody::checkpoint::read_stored(store.as_ref()).await?;
+    let (mut good, mut keys) = (Vec::new(), BTreeMap::new());
+    let mut bad: Vec<String> = unreadable.into_iter().map(|(key, why)| format!("{key}: {why}")).collect();
+    for Stored { key, body, text, sig } in stored {
         let Some(pem) = pems.get(&body.key_id) else {
             bad.push(format!("{key}: signed by key {} that the store does not publish", body.key_id));
             continue;
         };
-        if crate::custody::keys::key_id_of(pem).ok().as_deref() != Some(body.key_id.as_str()) {
-            bad.push(format!("{key}: the published key {} does not hash to its name", body.key_id));
-            continue;
-        }
         if let Err(e) = crate::custody::keys::verify(pem, &text, &sig) {
             bad.push(format!("{key}: signature does not verify ({e})"));
             continue;
