@@ -9,6 +9,35 @@ BUCKET=evidence
 GARAGE_PIDS=() GARAGE_ENDPOINTS=() NODE_PIDS=() NODE_PORTS=() NODE_CFGS=() NODE_DIRS=() PGDB=""
 PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 
+# bench_workdir MARK SUBDIR...: refuses a work dir W this script did not make (no MARK file in
+# it and not empty), installs the EXIT trap that stops every node and Garage and drops the
+# database and W (BENCH_KEEP=1 keeps them), then makes W afresh with SUBDIRs and MARK.
+bench_workdir() {
+  MARK=$1
+  shift
+  if [[ -e $W ]]; then
+    [[ -e $W/$MARK || -z $(ls -A "$W") ]] || die "$W exists and was not made by this script; refusing to clean it"
+  fi
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  rm -rf "$W"
+  for d in "$@"; do mkdir -p "$W/$d"; done
+  touch "$W/$MARK"
+}
+
+bench_cleanup() {
+  local rc=$?
+  nodes_stop 2>/dev/null || true
+  garage_stop
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+    log "kept $W${PGDB:+ and database $PGDB} (BENCH_KEEP=1)"
+  else
+    pg_drop
+    [[ -e $W/$MARK ]] && rm -rf "$W"
+  fi
+  ((rc == 0)) || log "failed (exit $rc)"
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 garage_bin() {

@@ -46,29 +46,9 @@ for v in FILES FILE_MIB REPEAT CONC; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v 
 for n in $NODES; do [[ $n =~ ^[1-9]$ ]] || die "BENCH_NODES: node counts 1-9 (got '$n')"; done
 [[ $W == /* && $W != / && $W != "$HOME" ]] || die "BENCH_DIR must be an absolute path other than / and \$HOME"
 command -v psql >/dev/null || die "psql is required"
-MARK=.evidenced-nodes-bench
-if [[ -e $W ]]; then
-  [[ -e $W/$MARK || -z $(ls -A "$W") ]] || die "$W exists and was not made by this script; refusing to clean it"
-fi
 . bench/nodes-lib.sh
 S3_PUT=""
-cleanup() {
-  local rc=$?
-  nodes_stop 2>/dev/null || true
-  garage_stop
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-    log "kept $W${PGDB:+ and database $PGDB} (BENCH_KEEP=1)"
-  else
-    pg_drop
-    [[ -e $W/$MARK ]] && rm -rf "$W"
-  fi
-  ((rc == 0)) || log "failed (exit $rc)"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-rm -rf "$W"
-mkdir -p "$W/in" "$W/log"
-touch "$W/$MARK"
+bench_workdir .evidenced-nodes-bench in log
 START=$(date +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
